@@ -1,0 +1,365 @@
+//! Command-line definitions for all three faces of the binary: `supd` (PID 1),
+//! `supd ctl` / `supctl` (the client) and `supd scheduler`.
+//!
+//! Every option of `supd` itself also reads `SUPD_<OPTION>` from the environment; a flag
+//! on the command line wins. Durations accept `500ms`, `8s`, `30m`, `1h`, `1h30m` or a
+//! bare number of seconds.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::log::Format;
+
+/// The entrypoint run when no CMD is given (the legacy personality contract).
+pub const DEFAULT_ENTRYPOINT: &str = "/usr/local/sbin/entrypoint.sh";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "supd",
+    version,
+    about = "PID 1 for containers: runs the service, reaps zombies, forwards signals, \
+             serves housekeeping requests and schedules them",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(flatten)]
+    pub init: InitArgs,
+
+    #[command(flatten)]
+    pub socket: SocketArgs,
+
+    /// The service entrypoint and its arguments (default: /usr/local/sbin/entrypoint.sh).
+    #[arg(last = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The client: send a request to a service's socket (also installed as `supctl`).
+    Ctl(CtlArgs),
+    /// Run schedule.cron: send each job's request to its service on time.
+    Scheduler(SchedulerArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text", env = "SUPD_LOG_FORMAT")]
+    pub log_format: Format,
+
+    /// More log output (repeat for more: -v info, -vv debug, -vvv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "SUPD_VERBOSE")]
+    pub verbose: u8,
+
+    /// Less log output (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "SUPD_QUIET")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Time between the terminating signal and SIGKILL of everything left.
+    #[arg(long, default_value = "8s", value_parser = parse_duration, env = "SUPD_GRACE")]
+    pub grace: Duration,
+
+    /// Forward signals to the main child only, not to its whole process group.
+    #[arg(long, env = "SUPD_SINGLE_CHILD")]
+    pub single_child: bool,
+
+    /// Map a received signal to another before forwarding, e.g. TERM:QUIT (repeatable).
+    #[arg(long, value_name = "FROM:TO", value_parser = parse_signal_pair,
+          value_delimiter = ',', env = "SUPD_REWRITE")]
+    pub rewrite: Vec<(i32, i32)>,
+
+    /// Map the service's exit status to another, e.g. 143:0 (repeatable).
+    #[arg(long, value_name = "FROM:TO", value_parser = parse_exit_pair,
+          value_delimiter = ',', env = "SUPD_REMAP_EXIT")]
+    pub remap_exit: Vec<(u8, u8)>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SocketArgs {
+    /// Service name: names the socket <socket-dir>/<service>-request.sock
+    /// (default: $SERVICE, else the host name).
+    #[arg(long, env = "SUPD_SERVICE")]
+    pub service: Option<String>,
+
+    /// Directory of the request sockets.
+    #[arg(long, default_value = "/run", env = "SUPD_SOCKET_DIR")]
+    pub socket_dir: PathBuf,
+
+    /// Do not serve the request socket.
+    #[arg(long, env = "SUPD_NO_SOCKET")]
+    pub no_socket: bool,
+
+    /// The service's callbacks file, defining bash functions CB_<action>.
+    #[arg(long, default_value = "/usr/local/bin/docker-callbacks.sh", env = "SUPD_CALLBACKS")]
+    pub callbacks: PathBuf,
+
+    /// Helper library sourced before the callbacks file (skipped when absent).
+    #[arg(long, default_value = "/usr/local/sbin/callbacks-lib.sh", env = "SUPD_CALLBACK_LIB")]
+    pub callback_lib: PathBuf,
+
+    /// How many different actions may run at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024),
+          env = "SUPD_MAX_CALLBACKS")]
+    pub max_callbacks: u32,
+
+    /// A callback running longer has its process group killed.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, env = "SUPD_CALLBACK_TIMEOUT")]
+    pub callback_timeout: Duration,
+
+    /// Mode of the socket file (octal).
+    #[arg(long, default_value = "0660", value_parser = parse_mode, env = "SUPD_SOCKET_MODE")]
+    pub socket_mode: u32,
+
+    /// Group owning the socket file (name or number).
+    #[arg(long, env = "SUPD_SOCKET_GROUP")]
+    pub socket_group: Option<String>,
+
+    /// Only these peer uids may send requests (comma list or repeat; default: anyone who
+    /// can open the socket).
+    #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_UID")]
+    pub allow_uid: Vec<u32>,
+
+    /// Only peers with these gids may send requests.
+    #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_GID")]
+    pub allow_gid: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(about = "Send a housekeeping request to a service (supctl)")]
+pub struct CtlArgs {
+    /// Directory of the request sockets.
+    #[arg(long, global = true, default_value = "/run", env = "SUPD_SOCKET_DIR")]
+    pub socket_dir: PathBuf,
+
+    /// Print the raw reply events (JSON lines) instead of the output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub action: CtlCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Run ACTION on SERVICE, stream its output, exit with its status.
+    Send {
+        service: String,
+        action: String,
+        /// Arguments passed to the callback after the user.
+        args: Vec<String>,
+        /// The user named in the request (the callback's $1).
+        #[arg(long, default_value = "root")]
+        user: String,
+        /// Return once the callback has started; do not wait for its end.
+        #[arg(long)]
+        no_wait: bool,
+        /// Give up waiting after this long (exit 124); the callback keeps running.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// List the actions SERVICE offers.
+    List { service: String },
+    /// Show SERVICE's pid, uptime, running callbacks and last results.
+    Status { service: String },
+    /// Check that SERVICE's supd answers.
+    Ping {
+        service: String,
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
+    },
+    /// List the services that have a request socket in the socket directory.
+    Services,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(about = "Send schedule.cron's requests on time")]
+pub struct SchedulerArgs {
+    /// The schedule file.
+    #[arg(long, default_value = "/usr/local/conf/schedule.cron", env = "SUPD_SCHEDULE")]
+    pub file: PathBuf,
+
+    /// Directory of the request sockets.
+    #[arg(long, default_value = "/run", env = "SUPD_SOCKET_DIR")]
+    pub socket_dir: PathBuf,
+
+    /// Keep retrying an absent or refusing socket this long (or until the job is due again).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "SUPD_RETRY_FOR")]
+    pub retry_for: Duration,
+
+    /// Validate the file, list each job and its next run, and exit (65 when invalid).
+    #[arg(long, conflicts_with = "next")]
+    pub check: bool,
+
+    /// Print the next N fire times of --expr and exit.
+    #[arg(long, value_name = "N", requires = "expr",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub next: Option<u32>,
+
+    /// The schedule part of a job: five fields or an @macro (with --next).
+    #[arg(long, requires = "next", allow_hyphen_values = true)]
+    pub expr: Option<String>,
+
+    /// Start time for --next, RFC3339 with an offset (default: now).
+    #[arg(long, requires = "next")]
+    pub from: Option<String>,
+
+    /// Time zone for --next (default: $TZ, else UTC).
+    #[arg(long, requires = "next")]
+    pub tz: Option<String>,
+}
+
+/// Parse `1h30m`, `8s`, `500ms`, `2m`, `1d` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|e| e.to_string());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(format!("bad duration {text:?} (use e.g. 500ms, 8s, 30m, 1h)"));
+        }
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("bad duration {text:?}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let millis_per_unit: u64 = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(format!("bad duration unit {unit:?} in {text:?} (ms, s, m, h, d)")),
+        };
+        let millis = number
+            .checked_mul(millis_per_unit)
+            .ok_or_else(|| format!("duration {text:?} too large"))?;
+        total += Duration::from_millis(millis);
+    }
+    Ok(total)
+}
+
+/// Parse a signal name (`TERM`, `SIGTERM`, `term`) or number.
+pub fn parse_signal(text: &str) -> Result<i32, String> {
+    if let Ok(n) = text.parse::<i32>() {
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("signal number {n} out of range 1-64"))
+        };
+    }
+    let upper = text.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| format!("unknown signal {text:?}"))
+}
+
+fn parse_signal_pair(text: &str) -> Result<(i32, i32), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected FROM:TO, got {text:?}"))?;
+    Ok((parse_signal(from)?, parse_signal(to)?))
+}
+
+fn parse_exit_pair(text: &str) -> Result<(u8, u8), String> {
+    let (from, to) = text
+        .split_once(':')
+        .ok_or_else(|| format!("expected FROM:TO, got {text:?}"))?;
+    let code = |s: &str| {
+        s.parse::<u8>()
+            .map_err(|_| format!("exit status {s:?} not in 0-255"))
+    };
+    Ok((code(from)?, code(to)?))
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("bad octal mode {text:?}"))
+}
+
+/// Parse argv, turning `supctl ARGS` (argv[0] decides) into `supd ctl ARGS`.
+pub fn parse() -> Cli {
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned());
+    if invoked_as.as_deref() == Some("supctl") {
+        args[0] = "supd".into();
+        args.insert(1, "ctl".into());
+    }
+    Cli::parse_from(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("8"), Ok(Duration::from_secs(8)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
+        assert_eq!(parse_signal("sigquit"), Ok(libc::SIGQUIT));
+        assert_eq!(parse_signal("10"), Ok(10));
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal_pair("TERM:QUIT"), Ok((libc::SIGTERM, libc::SIGQUIT)));
+    }
+
+    #[test]
+    fn cli_shapes() {
+        Cli::command_for_tests().debug_assert();
+        let cli = Cli::try_parse_from(["supd", "--grace", "2s", "--", "sleep", "1"]).unwrap();
+        assert_eq!(cli.cmd, vec![OsString::from("sleep"), OsString::from("1")]);
+        let cli = Cli::try_parse_from(["supd", "ctl", "send", "mysql", "backup", "a", "--user", "forum"])
+            .unwrap();
+        assert!(matches!(cli.command, Some(Command::Ctl(_))));
+        let cli = Cli::try_parse_from(["supd", "scheduler", "--next", "3", "--expr", "* * * * *"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Scheduler(_))));
+    }
+
+    impl Cli {
+        fn command_for_tests() -> clap::Command {
+            <Cli as clap::CommandFactory>::command()
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! The request socket: protocol, server, callbacks, and the client (supctl).
+
+pub mod client;

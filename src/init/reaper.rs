@@ -1,0 +1,130 @@
+//! The ONE owner of `waitpid(-1)`.
+//!
+//! Everything supd spawns (the service, callbacks) is reaped here, together with every
+//! orphan the kernel re-parents to us. Whoever spawns a child calls [`Reaper::watch`]
+//! right after `Command::spawn` returns and before its next `.await`: the reaper only runs
+//! when the event loop gets control back, so the waiter is always registered before the
+//! child's status can be collected. Never call `Child::wait`, `output` or `status`, and
+//! never use `tokio::process`: they race this loop (ECHILD, lost exit codes).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::oneshot;
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The shell's convention: the exit code, or 128+N for death by signal N.
+    pub fn status(self) -> i32 {
+        match self {
+            Exit::Code(code) => code & 0xff,
+            Exit::Signal(signal) => (128 + signal) & 0xff,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exit {code}"),
+            Exit::Signal(signal) => {
+                let name = nix::sys::signal::Signal::try_from(*signal)
+                    .map(|s| s.as_str())
+                    .unwrap_or("signal");
+                write!(f, "killed by {name} ({signal})")
+            }
+        }
+    }
+}
+
+/// Registry of children someone is waiting for. Single-threaded by design (the event
+/// loop is a current-thread runtime), hence `RefCell`.
+#[derive(Default)]
+pub struct Reaper {
+    waiters: RefCell<HashMap<i32, oneshot::Sender<Exit>>>,
+}
+
+impl Reaper {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask for `pid`'s exit. Call before yielding to the event loop after spawning.
+    pub fn watch(&self, pid: u32) -> oneshot::Receiver<Exit> {
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(pid as i32, tx);
+        rx
+    }
+
+    /// Whether anyone still waits for a child (the service or a callback).
+    pub fn watched(&self) -> usize {
+        self.waiters.borrow().len()
+    }
+
+    /// Collect every exited child without blocking; deliver watched ones to their waiter.
+    /// Returns how many children were reaped. Call on every SIGCHLD (signals merge, so
+    /// one SIGCHLD may stand for many exits).
+    pub fn reap(&self) -> usize {
+        let mut reaped = 0;
+        loop {
+            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    reaped += 1;
+                    self.deliver(pid, Exit::Code(code));
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _core)) => {
+                    reaped += 1;
+                    self.deliver(pid, Exit::Signal(signal as i32));
+                }
+                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
+                Ok(_) => continue, // stopped/continued: not requested (no WUNTRACED)
+                Err(Errno::EINTR) => continue,
+                Err(err) => {
+                    crate::warn!("waitpid failed", error = err);
+                    return reaped;
+                }
+            }
+        }
+    }
+
+    fn deliver(&self, pid: Pid, exit: Exit) {
+        match self.waiters.borrow_mut().remove(&pid.as_raw()) {
+            // The waiter may have given up (dropped its receiver): nothing to do.
+            Some(waiter) => {
+                let _ = waiter.send(exit);
+            }
+            None => crate::trace!("reaped orphan", pid = pid, exit = exit),
+        }
+    }
+}
+
+/// Whether this process has any child left (alive or zombie), without reaping it.
+pub fn has_children() -> bool {
+    // waitid with WNOWAIT leaves the status for `reap`.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+    // SAFETY: plain syscall with a valid out-pointer.
+    let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
+    rc == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_status_convention() {
+        assert_eq!(Exit::Code(3).status(), 3);
+        assert_eq!(Exit::Signal(15).status(), 143);
+        assert_eq!(Exit::Signal(9).to_string(), "killed by SIGKILL (9)");
+    }
+}

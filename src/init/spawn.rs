@@ -1,0 +1,75 @@
+//! Spawning children with a clean slate.
+//!
+//! supd blocks nearly every signal (they are read from a signalfd), and std's `Command`
+//! passes the parent's signal mask on to the child. So every child supd starts goes
+//! through [`prepare`], whose `pre_exec` hook (between fork and exec: async-signal-safe
+//! libc calls only, no allocation) puts it in its own process group, optionally makes
+//! that group the terminal's foreground, empties the signal mask, resets every
+//! disposition to SIG_DFL (SIG_IGN would survive exec) and marks inherited fds >= 3
+//! close-on-exec.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Where the child's process group sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// Its own group; if stdin is a terminal, that group becomes the foreground one
+    /// (interactive `docker run -it`: job control and Ctrl-C reach the service).
+    Foreground,
+    /// Its own group, never touching the terminal (callbacks).
+    Background,
+}
+
+/// Install the clean-slate `pre_exec` hook on `command`.
+pub fn prepare(command: &mut Command, group: Group) {
+    // SAFETY: the closure only makes async-signal-safe libc calls and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if group == Group::Foreground && libc::isatty(0) == 1 {
+                // SIGTTOU is still blocked here (inherited mask), so a background group may
+                // take the terminal. ENOTTY/ENXIO/EPERM (no controlling tty) are fine.
+                libc::tcsetpgrp(0, libc::getpid());
+            }
+            reset_signals();
+            close_inherited_fds();
+            Ok(())
+        });
+    }
+}
+
+/// Empty mask and default dispositions for all signals.
+///
+/// # Safety
+/// Only async-signal-safe calls; meant for `pre_exec`.
+unsafe fn reset_signals() {
+    let mut default: libc::sigaction = std::mem::zeroed();
+    default.sa_sigaction = libc::SIG_DFL;
+    libc::sigemptyset(&mut default.sa_mask);
+    // SIGRTMAX is 64 on Linux; KILL and STOP simply fail.
+    for signal in 1..=64 {
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+    }
+    let mut empty: libc::sigset_t = std::mem::zeroed();
+    libc::sigemptyset(&mut empty);
+    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+}
+
+/// Mark every fd >= 3 close-on-exec (fds the container runtime handed us included).
+/// std's own exec-error pipe is already CLOEXEC, so it keeps working.
+///
+/// # Safety
+/// Only async-signal-safe calls; meant for `pre_exec`.
+unsafe fn close_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let rc = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC);
+    if rc != 0 {
+        // Kernels before 5.11: walk a generous range by hand.
+        for fd in 3..4096 {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+}

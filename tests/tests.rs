@@ -1,0 +1,4 @@
+//! Integration tests: the real binary, real processes, real sockets.
+//! One test binary (faster to link); each area is a module.
+
+mod util;
