@@ -1,3 +1,4 @@
 //! The request socket: protocol, server, callbacks, and the client (supctl).
 
 pub mod client;
+pub mod server;
