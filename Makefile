@@ -1,0 +1,53 @@
+# The two commands of the README: `make up` starts the example stack, `make test` runs
+# every test. Both install what they need (scripts/setup-tools.sh).
+
+MUSL_TARGET := x86_64-unknown-linux-musl
+SUPD_RELEASE := target/$(MUSL_TARGET)/release/supd
+FUZZ_SECONDS ?= 20
+
+.PHONY: all build release up down test lint unit fuzz-smoke e2e bench clean
+
+all: release
+
+build:
+	cargo build --locked
+
+# The static binary that goes into the image.
+release:
+	scripts/setup-tools.sh
+	cargo build --locked --release --target $(MUSL_TARGET)
+	file $(SUPD_RELEASE) | grep -q 'statically linked'
+
+# Start the example stack (base image built offline the first time).
+up:
+	scripts/stack-up.sh
+
+down:
+	scripts/stack-down.sh
+
+# Every test: lint, unit + integration tests (real processes, PID namespaces, sockets),
+# a short fuzz run of each parser, and the end-to-end test against real containers.
+test: lint unit fuzz-smoke e2e
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+unit:
+	scripts/setup-tools.sh
+	cargo test --locked
+
+fuzz-smoke:
+	scripts/setup-tools.sh --fuzz
+	scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
+
+e2e: release
+	tests/e2e/stack-test.sh
+
+# Side-by-side benchmarks against tini, dumb-init, catatonit (writes bench/RESULTS.md).
+bench: release
+	scripts/setup-tools.sh --bench
+	bench/run-all.sh
+
+clean:
+	cargo clean
