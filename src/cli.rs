@@ -54,7 +54,13 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
     /// Log format on stderr.
-    #[arg(long, global = true, value_enum, default_value = "text", env = "SUPD_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "SUPD_LOG_FORMAT"
+    )]
     pub log_format: Format,
 
     /// More log output (repeat for more: -v info, -vv debug, -vvv trace).
@@ -103,11 +109,19 @@ pub struct SocketArgs {
     pub no_socket: bool,
 
     /// The service's callbacks file, defining bash functions CB_<action>.
-    #[arg(long, default_value = "/usr/local/bin/docker-callbacks.sh", env = "SUPD_CALLBACKS")]
+    #[arg(
+        long,
+        default_value = "/usr/local/bin/docker-callbacks.sh",
+        env = "SUPD_CALLBACKS"
+    )]
     pub callbacks: PathBuf,
 
     /// Helper library sourced before the callbacks file (skipped when absent).
-    #[arg(long, default_value = "/usr/local/sbin/callbacks-lib.sh", env = "SUPD_CALLBACK_LIB")]
+    #[arg(
+        long,
+        default_value = "/usr/local/sbin/callbacks-lib.sh",
+        env = "SUPD_CALLBACK_LIB"
+    )]
     pub callback_lib: PathBuf,
 
     /// How many different actions may run at once.
@@ -188,7 +202,11 @@ pub enum CtlCommand {
 #[command(about = "Send schedule.cron's requests on time")]
 pub struct SchedulerArgs {
     /// The schedule file.
-    #[arg(long, default_value = "/usr/local/conf/schedule.cron", env = "SUPD_SCHEDULE")]
+    #[arg(
+        long,
+        default_value = "/usr/local/conf/schedule.cron",
+        env = "SUPD_SCHEDULE"
+    )]
     pub file: PathBuf,
 
     /// Directory of the request sockets.
@@ -238,9 +256,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         if digits == 0 {
-            return Err(format!("bad duration {text:?} (use e.g. 500ms, 8s, 30m, 1h)"));
+            return Err(format!(
+                "bad duration {text:?} (use e.g. 500ms, 8s, 30m, 1h)"
+            ));
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| format!("bad duration {text:?}"))?;
+        let number: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("bad duration {text:?}"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];
@@ -251,7 +273,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "m" => 60_000,
             "h" => 3_600_000,
             "d" => 86_400_000,
-            _ => return Err(format!("bad duration unit {unit:?} in {text:?} (ms, s, m, h, d)")),
+            _ => {
+                return Err(format!(
+                    "bad duration unit {unit:?} in {text:?} (ms, s, m, h, d)"
+                ))
+            }
         };
         let millis = number
             .checked_mul(millis_per_unit)
@@ -342,7 +368,10 @@ mod tests {
         assert_eq!(parse_signal("10"), Ok(10));
         assert!(parse_signal("NOPE").is_err());
         assert!(parse_signal("0").is_err());
-        assert_eq!(parse_signal_pair("TERM:QUIT"), Ok((libc::SIGTERM, libc::SIGQUIT)));
+        assert_eq!(
+            parse_signal_pair("TERM:QUIT"),
+            Ok((libc::SIGTERM, libc::SIGQUIT))
+        );
     }
 
     #[test]
@@ -350,10 +379,13 @@ mod tests {
         Cli::command_for_tests().debug_assert();
         let cli = Cli::try_parse_from(["supd", "--grace", "2s", "--", "sleep", "1"]).unwrap();
         assert_eq!(cli.cmd, vec![OsString::from("sleep"), OsString::from("1")]);
-        let cli = Cli::try_parse_from(["supd", "ctl", "send", "mysql", "backup", "a", "--user", "forum"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "supd", "ctl", "send", "mysql", "backup", "a", "--user", "forum",
+        ])
+        .unwrap();
         assert!(matches!(cli.command, Some(Command::Ctl(_))));
-        let cli = Cli::try_parse_from(["supd", "scheduler", "--next", "3", "--expr", "* * * * *"]).unwrap();
+        let cli = Cli::try_parse_from(["supd", "scheduler", "--next", "3", "--expr", "* * * * *"])
+            .unwrap();
         assert!(matches!(cli.command, Some(Command::Scheduler(_))));
     }
 

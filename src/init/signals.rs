@@ -52,10 +52,13 @@ pub struct Signals {
 impl Signals {
     /// Create the signalfd; call inside the runtime, after [`block_all`].
     pub fn new() -> std::io::Result<Self> {
-        let fd = SignalFd::with_flags(&handled_set(), SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)?;
+        let fd = SignalFd::with_flags(
+            &handled_set(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )?;
         // SAFETY: the SignalFd is owned by the AsyncFd and stays open as long as it.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|e| std::io::Error::from(e))?;
+            .map_err(std::io::Error::from)?;
         Ok(Self { fd })
     }
 
