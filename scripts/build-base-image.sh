@@ -73,6 +73,10 @@ rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/cache/apt/*.bin \
        "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* \
        "$rootfs"/usr/share/info/* "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* \
        "$rootfs"/tmp/* "$rootfs"/root/.bash_history
+# mariadb-server's postinst initialised a datadir (~110 MB, mostly redo log) that the
+# stack never uses: /var/lib/mysql is a volume, initialised on first start by
+# service/mysql/bin/docker-entry-setup.sh.
+rm -rf "${rootfs:?}"/var/lib/mysql/*
 # A container's hostname/resolv.conf/hosts are bind-mounted by Docker at run time.
 : >"$rootfs/etc/hostname"
 

@@ -1,0 +1,102 @@
+# shellcheck shell=bash
+# Helpers shared by scripts/stack-up.sh, scripts/stack-down.sh and tests/e2e/stack-test.sh.
+# Source it; it sets nothing but functions and the defaults below.
+
+STACK_ROOT=${STACK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+SUPD_BASE=${SUPD_BASE:-supd-base:bookworm}
+SUPD_IMAGE=${SUPD_IMAGE:-supd-stack:latest}
+MUSL_TARGET=x86_64-unknown-linux-musl
+export SUPD_IMAGE
+
+say() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+
+# compose ARGS...: docker-compose v1 when installed (Debian's package), else `docker compose`.
+compose() {
+    if command -v docker-compose >/dev/null 2>&1; then
+        docker-compose "$@"
+    else
+        docker compose "$@"
+    fi
+}
+
+# build_supd: the static musl release binary, staged as build/supd for the Dockerfile.
+# SUPD_BINARY=path skips cargo and stages that file instead.
+build_supd() {
+    local bin
+    if [[ -n ${SUPD_BINARY:-} ]]; then
+        bin=$SUPD_BINARY
+    else
+        if ! rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; then
+            say "adding rust target $MUSL_TARGET"
+            rustup target add "$MUSL_TARGET"
+        fi
+        say "cargo build --release --target $MUSL_TARGET"
+        local log
+        log=$(mktemp)
+        if ! (cd "$STACK_ROOT" && cargo build --release --target "$MUSL_TARGET") >"$log" 2>&1; then
+            tail -n 40 "$log" >&2
+            rm -f "$log"
+            say "cargo build failed"
+            return 1
+        fi
+        rm -f "$log"
+        bin=$STACK_ROOT/target/$MUSL_TARGET/release/supd
+    fi
+    [[ -x $bin ]] || { say "no supd binary at $bin"; return 1; }
+    # A dynamically linked binary would not start in the image (different libc).
+    if command -v file >/dev/null 2>&1 && ! file -L "$bin" | grep -qE 'static(ally linked|-pie linked)'; then
+        say "$bin is not statically linked: $(file -L "$bin")"
+        return 1
+    fi
+    mkdir -p "$STACK_ROOT/build"
+    install -m 0755 "$bin" "$STACK_ROOT/build/supd"
+}
+
+# build_images: base (offline debootstrap, only when missing and local) and the stack image.
+build_images() {
+    if ! docker image inspect "$SUPD_BASE" >/dev/null 2>&1; then
+        if [[ $SUPD_BASE == supd-base:* ]]; then
+            "$STACK_ROOT/scripts/build-base-image.sh" "$SUPD_BASE"
+        else
+            say "base $SUPD_BASE will be pulled by docker build"
+        fi
+    fi
+    say "docker build -t $SUPD_IMAGE (base $SUPD_BASE)"
+    docker build -q --build-arg BASE="$SUPD_BASE" -t "$SUPD_IMAGE" "$STACK_ROOT" >/dev/null
+}
+
+# make_data_dirs DIR: the bind-mount sources compose would otherwise create as root dirs
+# anyway, created up front so their absence never changes behaviour.
+make_data_dirs() {
+    mkdir -p "$1"/data/{run,log,backups,mysql}
+}
+
+# wait_healthy TIMEOUT COMPOSE-ARGS...: until every container of the project is healthy.
+# Fails early when one exits, and prints which one is not healthy on timeout.
+wait_healthy() {
+    local timeout=$1; shift
+    local deadline=$((SECONDS + timeout)) ids id state health name pending
+    while :; do
+        mapfile -t ids < <(compose "$@" ps -q)
+        pending=
+        for id in "${ids[@]}"; do
+            [[ -n $id ]] || continue
+            read -r name state health < <(docker inspect -f \
+                '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+            case $state/$health in
+                running/healthy | running/none) ;;
+                exited/* | dead/*)
+                    say "${name#/} is $state (exit $(docker inspect -f '{{.State.ExitCode}}' "$id"))"
+                    docker logs --tail 30 "$id" >&2 || true
+                    return 1 ;;
+                *) pending+=" ${name#/}($state/$health)" ;;
+            esac
+        done
+        [[ ${#ids[@]} -gt 0 && -z $pending ]] && return 0
+        if ((SECONDS >= deadline)); then
+            say "not healthy after ${timeout}s:$pending"
+            return 1
+        fi
+        sleep 1
+    done
+}
