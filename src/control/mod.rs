@@ -1,4 +1,5 @@
 //! The request socket: protocol, server, callbacks, and the client (supctl).
 
 pub mod client;
+pub mod protocol;
 pub mod server;
