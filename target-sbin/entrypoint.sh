@@ -58,7 +58,9 @@ if [[ -n ${REUID:-} || -n ${REGID:-} ]]; then
     SETPRIV="setpriv --reuid=${REUID:-$USER} --regid=${REGID:-$GROUP} --init-groups"
 fi
 
-log "exec ${SETPRIV:+$SETPRIV }$COMMAND ${OPTS:-}${*:+ $*}"
+# One line in the log even when OPTS spans several.
+read -r -d '' -a argv <<<"${SETPRIV} ${COMMAND} ${OPTS:-}" || true
+log "exec ${argv[*]} $*"
 # exec: the service itself becomes supd's main child, so signals forwarded by supd reach
 # it directly and its exit status becomes the container's.
 # shellcheck disable=SC2086  # word splitting of SETPRIV/COMMAND/OPTS is the contract

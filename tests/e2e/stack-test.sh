@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# End-to-end test of the supd stack against real containers (`make e2e`).
+#
+# Runs a SEPARATE compose project (supde2e<pid>) on a temporary copy of the stack's
+# files and data dirs, on a free loopback port, with its own image tag, so a running
+# `make up` stack is never touched. Everything it creates (containers, network, image
+# tag, temp dir) is removed on exit, failure or Ctrl-C included. The base image
+# (scripts/build-base-image.sh) is built when missing and kept: it is the slow part.
+#
+# Prints PASS/FAIL per check and exits 1 when any check failed. KEEP=1 keeps the temp
+# dir and containers for debugging.
+set -euo pipefail
+# shellcheck source=scripts/stack-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../scripts/stack-lib.sh"
+cd "$STACK_ROOT"
+
+project=supde2e$$
+export SUPD_IMAGE=supd-stack:e2e-$$
+export COMPOSE_PROJECT_NAME=$project
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/supd-e2e.XXXXXX")
+failures=0
+t0=$SECONDS
+
+pass() { printf 'PASS: %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*"; failures=$((failures + 1)); }
+info() { printf '      %s\n' "$*"; }
+# verdict PASS-MESSAGE FAIL-MESSAGE COMMAND...: PASS when COMMAND succeeds.
+verdict() {
+    local ok=$1 ko=$2; shift 2
+    if "$@"; then pass "$ok"; else fail "$ko"; return 1; fi
+}
+dc() { compose -p "$project" -f "$work/docker-compose.yaml" --project-directory "$work" "$@"; }
+# cid SERVICE: the container id of a service of the test project.
+cid() { dc ps -q "$1"; }
+# mysql_q SQL: run SQL as root over the server's socket in the mysql container.
+mysql_q() { dc exec -T mysql mariadb -N -B -e "$1"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+cleanup() {
+    local rc=$?
+    if [[ ${KEEP:-0} == 1 ]]; then
+        say "KEEP=1: left project $project and $work"
+        exit "$rc"
+    fi
+    dc down -v --remove-orphans -t 2 >/dev/null 2>&1 || true
+    # Belt and braces if compose itself failed: everything labelled with our project.
+    docker ps -aq --filter "label=com.docker.compose.project=$project" | xargs -r docker rm -f >/dev/null 2>&1 || true
+    docker network ls -q --filter "label=com.docker.compose.project=$project" | xargs -r docker network rm >/dev/null 2>&1 || true
+    docker image rm "$SUPD_IMAGE" >/dev/null 2>&1 || true
+    rm -rf --one-file-system "$work"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# A step that breaks outside a check still says where, before set -e ends the run.
+trap 'fail "unexpected error at line $LINENO: $BASH_COMMAND"' ERR
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+export WEB_PORT=${WEB_PORT_E2E:-$(free_port)}
+
+# --- 1. From nothing: binary, base image, image --------------------------------------
+say "project $project, dir $work, web port $WEB_PORT"
+had_base=yes; docker image inspect "$SUPD_BASE" >/dev/null 2>&1 || had_base=no
+if build_supd && build_images; then
+    pass "images built (base $SUPD_BASE existed before: $had_base; image $SUPD_IMAGE)"
+else
+    fail "building the images"; exit 1
+fi
+
+# The stack's files, copied: the test edits the schedule and owns its data dirs.
+cp -a docker-compose.yaml .env target-sbin service "$work/"
+make_data_dirs "$work"
+# A job every minute, next to the real ones: proves the scheduler fires on the minute
+# boundary and logs the callback's exit code.
+cat >>"$work/service/scheduler/conf/schedule.cron" <<'CRON'
+# e2e: every minute
+*  *  *  *  *  www-data  web  config-test
+CRON
+
+# --- 2. Up and healthy --------------------------------------------------------------
+start=$(date +%s%N)
+if dc up -d >"$work/up.log" 2>&1 && wait_healthy 180 -p "$project" -f "$work/docker-compose.yaml" --project-directory "$work"; then
+    pass "docker-compose up -d: mysql, web, scheduler healthy in $(ms_since "$start") ms"
+else
+    fail "stack did not become healthy"; cat "$work/up.log"; dc ps; dc logs --tail 40; exit 1
+fi
+up_epoch=$(date +%s)
+
+for svc in mysql web scheduler; do
+    comm=$(docker exec "$(cid "$svc")" cat /proc/1/comm)
+    verdict "$svc: PID 1 is supd" "$svc: PID 1 is '$comm', not supd" test "$comm" = supd || true
+done
+
+# supctl from the host, through the shared /run bind mount (DESIGN.md §3).
+if out=$("$STACK_ROOT/build/supd" ctl --socket-dir "$work/data/run" ping mysql 2>&1); then
+    pass "host: supd ctl --socket-dir data/run ping mysql"
+else
+    fail "host: supd ctl ping mysql (exit $?): $out"
+fi
+
+# --- 3. Backup and restore through the scheduler container's supctl -----------------
+mysql_q "CREATE DATABASE e2e; CREATE TABLE e2e.t (id INT PRIMARY KEY, v VARCHAR(64) NOT NULL);"
+values=$(seq 1 500 | awk '{printf "%s(%d,\"row-%d-%s\")", (NR > 1 ? "," : ""), $1, $1 * 7919 % 1000, ($1 % 3 ? "x" : "ü")}')
+mysql_q "INSERT INTO e2e.t VALUES $values;"
+rows_before=$(mysql_q "SELECT id, v FROM e2e.t ORDER BY id" | sha256sum | cut -c1-16)
+info "500 rows inserted, content hash $rows_before"
+
+start=$(date +%s%N)
+rc=0; out=$(dc exec -T scheduler supctl send mysql nightly-backup 2>"$work/backup.err") || rc=$?
+dump=$(printf '%s\n' "$out" | grep -E '^/backups/mysql-.*\.sql\.xz$' | tail -n1 || true)
+if [[ $rc == 0 && -n $dump ]]; then
+    pass "supctl send mysql nightly-backup: exit 0 in $(ms_since "$start") ms -> $dump"
+else
+    fail "supctl send mysql nightly-backup: exit $rc, stdout '$out'"; cat "$work/backup.err"
+fi
+name=${dump##*/}
+if [[ -n $name && -f $work/data/backups/$name && -f $work/data/backups/$name.sha256 ]] \
+   && (cd "$work/data/backups" && sha256sum --quiet -c "$name.sha256") \
+   && xz -t "$work/data/backups/$name"; then
+    pass "dump in data/backups with a matching .sha256, valid xz ($(stat -c %s "$work/data/backups/$name") bytes)"
+else
+    fail "dump $name missing, or checksum/xz check failed"; ls -la "$work/data/backups"
+fi
+partial=$(find "$work/data/backups" -name '.mysql-*')
+verdict "no partial files left behind" "partial files left: $partial" test -z "$partial" || true
+
+mysql_q "DROP TABLE e2e.t;"
+if mysql_q "SELECT 1 FROM e2e.t" >/dev/null 2>&1; then fail "DROP TABLE did not drop"; fi
+rc=0; out=$(dc exec -T scheduler supctl send mysql restore "$name" 2>&1) || rc=$?
+rows_after=$(mysql_q "SELECT id, v FROM e2e.t ORDER BY id" 2>/dev/null | sha256sum | cut -c1-16)
+if [[ $rc == 0 && $rows_after == "$rows_before" ]]; then
+    pass "table dropped, supctl send mysql restore $name: exit 0, same 500 rows ($rows_after)"
+else
+    fail "restore: exit $rc, rows hash $rows_after != $rows_before"; printf '%s\n' "$out"
+fi
+
+# A corrupted dump is refused (65), not half-loaded.
+cp "$work/data/backups/$name" "$work/data/backups/mysql-corrupt.sql.xz"
+sed "s/  .*/  mysql-corrupt.sql.xz/" "$work/data/backups/$name.sha256" >"$work/data/backups/mysql-corrupt.sql.xz.sha256"
+printf 'x' >>"$work/data/backups/mysql-corrupt.sql.xz"
+rc=0; dc exec -T scheduler supctl send mysql restore mysql-corrupt.sql.xz >/dev/null 2>&1 || rc=$?
+verdict "restore of a corrupted dump refused: exit 65" "restore of a corrupted dump: exit $rc, want 65" test "$rc" = 65 || true
+
+rc=0; dc exec -T scheduler supctl send mysql no-such-action >/dev/null 2>&1 || rc=$?
+verdict "supctl send mysql no-such-action: exit 64" "supctl send mysql no-such-action: exit $rc, want 64" test "$rc" = 64 || true
+
+# --- 4. Log rotation: SIGUSR1 must reach Apache through supd ------------------------
+logdir=$work/data/log/web
+curl -fsS -o /dev/null "http://127.0.0.1:$WEB_PORT/?before-rotate-$$"
+grep -q "before-rotate-$$" "$logdir/access.log" 2>/dev/null || sleep 1
+rc=0; out=$(dc exec -T scheduler supctl send web rotate-logs 2>&1) || rc=$?
+verdict "supctl send web rotate-logs: exit 0" "supctl send web rotate-logs: exit $rc" test "$rc" = 0 || printf '%s\n' "$out"
+# Apache reopens its logs in the graceful restart that SIGUSR1 starts: poll briefly.
+ok=no
+for _ in $(seq 1 50); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$WEB_PORT/?after-rotate-$$" || true
+    if grep -q "after-rotate-$$" "$logdir/access.log" 2>/dev/null; then ok=yes; break; fi
+    sleep 0.1
+done
+if [[ $ok == yes ]] && grep -q "before-rotate-$$" "$logdir/access.log.1" \
+   && ! grep -q "after-rotate-$$" "$logdir/access.log.1"; then
+    pass "access.log rotated to access.log.1; new requests land in the new access.log (USR1 reached apache)"
+else
+    fail "after rotate-logs, new requests are not in a fresh access.log"; ls -la "$logdir"
+fi
+
+# --- 5. No zombies anywhere after the callbacks -------------------------------------
+for svc in mysql web scheduler; do
+    z=$(docker exec "$(cid "$svc")" ps -eo stat=,pid=,ppid=,comm= | awk '$1 ~ /^Z/' || true)
+    verdict "$svc: no zombie processes" "$svc: zombies: $z" test -z "$z" || true
+done
+
+# --- 6. The every-minute job fires on the minute boundary ---------------------------
+# The first boundary after the scheduler started, plus a little slack for the callback.
+due=$(( (up_epoch / 60 + 1) * 60 ))
+deadline=$(( due + 20 ))
+found=
+while (( $(date +%s) <= deadline )); do
+    found=$(dc logs --no-color scheduler 2>&1 | grep -E 'config-test' | grep -E '(exit|code|status)[^0-9]{0,4}0([^0-9]|$)' | head -n1 || true)
+    [[ -n $found ]] && break
+    sleep 1
+done
+if [[ -n $found ]]; then
+    pass "'* * * * *' job ran at the minute boundary ($(date -u -d "@$due" +%H:%M:%SZ)); scheduler log: ${found#*| }"
+else
+    fail "no run of the every-minute job with its exit code in the scheduler log by $(date -u -d "@$deadline" +%H:%M:%SZ)"
+    dc logs --no-color --tail 30 scheduler
+fi
+
+# --- 7. docker stop: fast, documented exit codes ------------------------------------
+# mysql: mariadbd shuts down cleanly on TERM and exits 0; web: apache stops on TERM and
+# exits 0; scheduler: `supd scheduler` exits 0 on TERM (DESIGN.md §4).
+declare -A want_code=([mysql]=0 [web]=0 [scheduler]=0)
+for svc in scheduler web mysql; do
+    id=$(cid "$svc")
+    start=$(date +%s%N)
+    docker stop -t 10 "$id" >/dev/null
+    ms=$(ms_since "$start")
+    code=$(docker inspect -f '{{.State.ExitCode}}' "$id")
+    if (( ms < 2000 )) && [[ $code == "${want_code[$svc]}" ]]; then
+        pass "docker stop $svc: ${ms} ms, exit code $code"
+    else
+        fail "docker stop $svc: ${ms} ms (want < 2000), exit code $code (want ${want_code[$svc]})"
+        docker logs --tail 10 "$id" 2>&1 | sed 's/^/      /'
+    fi
+done
+
+# --- 8. down + up: the data is still there ------------------------------------------
+dc down -t 10 >/dev/null 2>&1
+start=$(date +%s%N)
+if dc up -d >"$work/up2.log" 2>&1 && wait_healthy 180 -p "$project" -f "$work/docker-compose.yaml" --project-directory "$work"; then
+    pass "down, up -d: healthy again in $(ms_since "$start") ms"
+    rows_again=$(mysql_q "SELECT id, v FROM e2e.t ORDER BY id" 2>/dev/null | sha256sum | cut -c1-16)
+    verdict "rows survived down/up ($rows_again)" "rows after down/up: $rows_again, want $rows_before" \
+        test "$rows_again" = "$rows_before" || true
+    verdict "backups survived down/up" "backup $name gone after down/up" test -f "$work/data/backups/$name" || true
+    rc=0; dc exec -T scheduler supctl send mysql nightly-backup >/dev/null 2>&1 || rc=$?
+    verdict "nightly-backup after restart (stale sockets in the shared /run replaced): exit 0" \
+        "nightly-backup after restart: exit $rc" test "$rc" = 0 || true
+else
+    fail "stack not healthy after down/up"; cat "$work/up2.log"; dc logs --tail 30
+fi
+
+echo
+if (( failures == 0 )); then
+    echo "e2e: all checks passed in $((SECONDS - t0)) s"
+else
+    echo "e2e: $failures check(s) FAILED ($((SECONDS - t0)) s)"
+    exit 1
+fi
