@@ -1,10 +1,145 @@
 //! `supd scheduler`: schedule.cron parsing, the calendar, and the runner.
+//!
+//! - [`expr`]: the five fields / `@macro` of a job (CRON-RULES.md §2-3);
+//! - [`crontab`]: the file, with line numbers and every error at once (§1);
+//! - [`calendar`]: next fire time in a zone with cronie's DST rules (§4-5);
+//! - `--check` and `--next` (§6) are implemented here.
+
+pub mod calendar;
+pub mod crontab;
+pub mod expr;
+
+use std::io::Write as _;
+
+use jiff::Timestamp;
 
 use crate::cli::SchedulerArgs;
+use crontab::LoadError;
+
+/// Exit statuses (sysexits.h).
+pub const EX_DATAERR: i32 = 65;
+pub const EX_NOINPUT: i32 = 66;
+pub const EX_USAGE: i32 = 2;
 
 /// Run `supd scheduler`; returns the exit status.
 pub fn run(args: SchedulerArgs) -> i32 {
-    let _ = args;
+    if let Some(count) = args.next {
+        return next(&args, count);
+    }
+    if args.check {
+        return check(&args);
+    }
     crate::error!("not implemented yet");
     70
+}
+
+fn eprint_line(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// `--next N --expr EXPR [--from T] [--tz ZONE]`.
+fn next(args: &SchedulerArgs, count: u32) -> i32 {
+    let Some(expr) = args.expr.as_deref() else {
+        eprint_line("--next needs --expr");
+        return EX_USAGE;
+    };
+    let from = match args.from.as_deref() {
+        None => Timestamp::now(),
+        Some(text) => match text.parse::<Timestamp>() {
+            Ok(ts) => ts,
+            Err(e) => {
+                eprint_line(&format!("--from: bad RFC3339 time {text:?}: {e}"));
+                return EX_USAGE;
+            }
+        },
+    };
+    let zone = match args.tz.as_deref() {
+        Some(name) => crontab::lookup_zone(name, &jiff::tz::TimeZoneDatabase::bundled())
+            .map_err(|e| format!("--tz: {e}")),
+        None => crontab::default_zone(),
+    };
+    let zone = match zone {
+        Ok(zone) => zone,
+        Err(e) => {
+            eprint_line(&e);
+            return EX_DATAERR;
+        }
+    };
+    let schedule = match expr::Schedule::parse(expr) {
+        Ok(schedule) => schedule,
+        Err(e) => {
+            eprint_line(&format!("--expr: {e}"));
+            return EX_DATAERR;
+        }
+    };
+    let mut out = String::new();
+    let mut at = from;
+    for _ in 0..count {
+        match calendar::next_after(&schedule, &zone.tz, at) {
+            Some(fire) => {
+                out.push_str(&calendar::format_local(fire, &zone.tz));
+                out.push('\n');
+                at = fire;
+            }
+            None => {
+                let _ = std::io::stdout().lock().write_all(out.as_bytes());
+                eprint_line("--expr: no further fire time within the search horizon");
+                return EX_DATAERR;
+            }
+        }
+    }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    0
+}
+
+/// Load the file with the default zone; errors as exit status plus printed messages.
+pub fn load_or_report(args: &SchedulerArgs) -> Result<Vec<crontab::Job>, i32> {
+    let zone = match crontab::default_zone() {
+        Ok(zone) => zone,
+        Err(e) => {
+            eprint_line(&e);
+            return Err(EX_DATAERR);
+        }
+    };
+    match crontab::load(&args.file, &zone) {
+        Ok(jobs) => Ok(jobs),
+        Err(LoadError::Unreadable(e)) => {
+            eprint_line(&e);
+            Err(EX_NOINPUT)
+        }
+        Err(LoadError::Invalid(errors)) => {
+            let mut text = errors.join("\n");
+            text.push('\n');
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+            Err(EX_DATAERR)
+        }
+    }
+}
+
+/// `--check [--file F]`: validate, list each job and its next run.
+fn check(args: &SchedulerArgs) -> i32 {
+    let jobs = match load_or_report(args) {
+        Ok(jobs) => jobs,
+        Err(code) => return code,
+    };
+    let now = Timestamp::now();
+    let name = args.file.display().to_string();
+    let mut out = String::new();
+    for job in &jobs {
+        let next = calendar::next_after(&job.schedule, &job.tz, now).map_or_else(
+            || "never".to_string(),
+            |t| calendar::format_local(t, &job.tz),
+        );
+        out.push_str(&format!(
+            "{name}:{}: {}  {} {} {}  tz={}  next={}\n",
+            job.line, job.schedule, job.user, job.service, job.action, job.tz_name, next
+        ));
+    }
+    out.push_str(&format!(
+        "{name}: {} job{} OK\n",
+        jobs.len(),
+        if jobs.len() == 1 { "" } else { "s" }
+    ));
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    0
 }
