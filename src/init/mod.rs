@@ -1,8 +1,18 @@
 //! supd as PID 1: spawn the service, reap everything, forward signals, shut down.
+//!
+//! [`run`] is a checklist, in this order:
+//! 1. block the handled signals (before any thread exists: threads inherit the mask);
+//! 2. when not PID 1, become the child subreaper so that orphans still reach us;
+//! 3. a current-thread tokio runtime and a `LocalSet` (no extra threads);
+//! 4. [`supervisor::supervise`]: spawn the service, start the request socket, and loop
+//!    over signals, the service's exit and the grace deadline until nothing is left.
 
 pub mod reaper;
+pub mod shutdown;
 pub mod signals;
 pub mod spawn;
+pub mod status;
+pub mod supervisor;
 
 use std::ffi::OsString;
 
@@ -10,7 +20,40 @@ use crate::cli::{InitArgs, SocketArgs};
 
 /// Run as the container's init; returns supd's exit status.
 pub fn run(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
-    let _ = (init, socket, cmd);
-    crate::error!("not implemented yet");
-    70
+    if let Err(err) = signals::block_all() {
+        crate::error!("cannot block signals", error = err);
+        return 1;
+    }
+    if std::process::id() != 1 {
+        become_subreaper();
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            crate::error!("cannot start the event loop", error = err);
+            return 1;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, supervisor::supervise(init, socket, cmd))
+}
+
+/// Without PID 1 or this flag, orphans of the service escape to the host's reaper and
+/// their zombies are not ours to collect. The flag is per process and not inherited.
+fn become_subreaper() {
+    // SAFETY: plain prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc == 0 {
+        crate::debug!("not PID 1: acting as child subreaper");
+    } else {
+        crate::warn!(
+            "not PID 1 and cannot become child subreaper: orphans will not be reaped \
+             (run supd as PID 1, e.g. as the container's ENTRYPOINT)",
+            error = std::io::Error::last_os_error()
+        );
+    }
 }

@@ -1,0 +1,149 @@
+//! Signalling everything that is still alive below supd.
+//!
+//! The service's process group is the cheap target, but not everything sits in it:
+//! callbacks have their own groups, and a service may start daemons with `setsid`.
+//! So supd also walks /proc and signals every process whose parent chain leads back to
+//! supd. As a subreaper (or PID 1) supd inherits every orphan of its subtree, so "below
+//! supd" is exactly the set of processes it is responsible for.
+//!
+//! `kill(-1, ...)` would be simpler, and as PID 1 it is what supd uses for the final
+//! SIGKILL (the kernel spares init). When supd is NOT PID 1, `kill(-1)` would hit every
+//! process of the user on the host: never use it there.
+//!
+//! Reads /proc with plain blocking `std::fs` (no tokio::fs, which needs a thread pool):
+//! procfs reads do not block on I/O, and this only runs during shutdown.
+
+use std::collections::HashMap;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// Every live (or zombie) process below `root`, found through /proc's parent links.
+pub fn descendants(root: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // The process may be gone already: skip it.
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = parse_ppid(&stat) {
+            children.entry(ppid).or_default().push(pid);
+        }
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        if let Some(kids) = children.remove(&parent) {
+            for kid in kids {
+                if kid != root {
+                    found.push(kid);
+                    queue.push(kid);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The parent pid from a /proc/PID/stat line. The command name (field 2) is in
+/// parentheses and may itself contain blanks and ')', so parse from the LAST ')'.
+fn parse_ppid(stat: &str) -> Option<i32> {
+    let close = stat.rfind(')')?;
+    let mut fields = stat.get(close + 1..)?.split_whitespace();
+    let _state = fields.next()?;
+    fields.next()?.parse().ok()
+}
+
+/// Send `signal` to `target` (a pid, or a process group when negative). A target that is
+/// already gone (ESRCH) is not an error: it is what we wanted.
+pub fn send(target: i32, signal: i32) {
+    let Ok(sig) = Signal::try_from(signal) else {
+        // Real-time signals are not in nix's enum: use libc directly.
+        // SAFETY: plain syscall.
+        let rc = unsafe { libc::kill(target, signal) };
+        if rc != 0 && Errno::last() != Errno::ESRCH {
+            crate::warn!(
+                "cannot forward signal",
+                target = target,
+                signal = signal,
+                error = Errno::last()
+            );
+        }
+        return;
+    };
+    match kill(Pid::from_raw(target), sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => crate::warn!(
+            "cannot send signal",
+            target = target,
+            signal = sig.as_str(),
+            error = err
+        ),
+    }
+}
+
+/// Signal every process below supd (not supd itself). Returns how many were signalled.
+pub fn signal_descendants(signal: i32) -> usize {
+    let own = std::process::id() as i32;
+    let pids = descendants(own);
+    for pid in &pids {
+        send(*pid, signal);
+    }
+    pids.len()
+}
+
+/// The end of the grace period: SIGKILL everything below supd. As PID 1 `kill(-1)` is
+/// the atomic way to get every process in the namespace (including any that fork while
+/// we walk); the walk still runs to cover the not-PID-1 case and is harmless otherwise.
+pub fn kill_everything(pid1: bool) -> usize {
+    if pid1 {
+        send(-1, libc::SIGKILL);
+    }
+    signal_descendants(libc::SIGKILL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppid_parsing_survives_odd_command_names() {
+        assert_eq!(parse_ppid("42 (sleep) S 7 42 42 0 -1"), Some(7));
+        assert_eq!(parse_ppid("42 (a) b (c) S 9 42 42 0"), Some(9));
+        assert_eq!(parse_ppid("42 (x y) Z 1 0"), Some(1));
+        assert_eq!(parse_ppid("garbage"), None);
+        assert_eq!(parse_ppid("42 (x)"), None);
+    }
+
+    #[test]
+    fn finds_own_children_and_grandchildren() {
+        // sh starts a sleep; both must show up below us.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo ready; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let below = descendants(std::process::id() as i32);
+        assert!(below.contains(&(child.id() as i32)), "{below:?}");
+        // Only touch our own subtree: other tests of this binary run in parallel.
+        let grandchildren = descendants(child.id() as i32);
+        assert_eq!(grandchildren.len(), 1, "{grandchildren:?}");
+        for pid in &grandchildren {
+            assert!(below.contains(pid), "{below:?}");
+            send(*pid, libc::SIGKILL);
+        }
+        send(child.id() as i32, libc::SIGKILL);
+        let _ = child.wait();
+    }
+}

@@ -1,0 +1,268 @@
+//! The event loop of the init: one `select!` over three sources.
+//!
+//! - the signalfd: SIGCHLD reaps, every other signal is rewritten and forwarded, and a
+//!   terminating one (TERM, INT, QUIT after rewrite) starts the grace period;
+//! - the main child's exit (delivered by the reaper): the rest (callbacks, stragglers)
+//!   get SIGTERM and the grace period starts, if it has not already;
+//! - the grace deadline, a timer that exists only while shutting down (an idle supd
+//!   makes no wakeups): SIGKILL to everything left, retried every 100 ms until the last
+//!   child is reaped.
+//!
+//! Exit condition, checked at the top of every turn: the main child has exited AND supd
+//! has no child left (alive or zombie). Because supd is PID 1 or a subreaper, "no child"
+//! means nothing is left anywhere below it: supd never exits while it still has
+//! children, and never hangs once they are all gone.
+
+use std::ffi::OsString;
+use std::process::Command;
+use std::rc::Rc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::cli::{InitArgs, SocketArgs, DEFAULT_ENTRYPOINT};
+use crate::control::server::{self, ServerContext, ServerHandle};
+use crate::init::reaper::{self, Exit, Reaper};
+use crate::init::signals::{Received, Signals};
+use crate::init::spawn::{self, Group};
+use crate::init::{shutdown, status};
+
+/// After the final SIGKILL, how often to look again for survivors (new forks, processes
+/// that were in uninterruptible sleep).
+const KILL_RETRY: Duration = Duration::from_millis(100);
+
+/// Spawn the service and supervise it until everything below supd is gone. Returns
+/// supd's exit status. Runs inside a current-thread runtime and a `LocalSet`.
+pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => {
+            crate::error!("cannot create the signalfd", error = err);
+            return 1;
+        }
+    };
+    let reaper = Rc::new(Reaper::new());
+
+    let (program, args) = match cmd.split_first() {
+        Some((program, args)) => (program.clone(), args.to_vec()),
+        None => (OsString::from(DEFAULT_ENTRYPOINT), Vec::new()),
+    };
+    let mut command = Command::new(&program);
+    command.args(&args);
+    spawn::prepare(&mut command, Group::Foreground);
+    let pid = match command.spawn() {
+        Ok(child) => child.id(),
+        Err(err) => {
+            let path = std::path::Path::new(&program).display().to_string();
+            let message = format!("cannot run {path}: {}", status::describe_spawn_error(&err));
+            crate::error!(message);
+            return status::spawn_failure(&err);
+        }
+    };
+    // Register before the next .await: the reaper only runs from this loop.
+    let main_exit = reaper.watch(pid);
+    crate::debug!(
+        "service started",
+        pid = pid,
+        cmd = program.to_string_lossy()
+    );
+
+    let server = if socket.no_socket {
+        None
+    } else {
+        let context = ServerContext {
+            args: socket,
+            reaper: Rc::clone(&reaper),
+            service_pid: pid,
+            supd_pid: std::process::id(),
+        };
+        match server::start(context) {
+            Ok(handle) => Some(handle),
+            Err(err) => {
+                crate::error!(
+                    "request socket unavailable; running the service without it",
+                    error = err
+                );
+                None
+            }
+        }
+    };
+
+    let mut supervisor = Supervisor {
+        own_pid: std::process::id() as i32,
+        pid1: std::process::id() == 1,
+        service: pid as i32,
+        grace: init.grace,
+        single_child: init.single_child,
+        rewrite: init.rewrite,
+        server,
+        reaper,
+        main_status: None,
+        deadline: None,
+        killing: false,
+    };
+    let code = supervisor.run(&mut signals, main_exit).await;
+    let code = status::remap_exit(code, &init.remap_exit);
+    crate::debug!("exiting", status = code);
+    code
+}
+
+struct Supervisor {
+    own_pid: i32,
+    pid1: bool,
+    /// The main child's pid, also its process group id (spawn::prepare does setpgid).
+    service: i32,
+    grace: Duration,
+    single_child: bool,
+    rewrite: Vec<(i32, i32)>,
+    server: Option<ServerHandle>,
+    reaper: Rc<Reaper>,
+    /// The main child's exit status (after the 128+N rule), once it has exited.
+    main_status: Option<i32>,
+    /// End of the grace period (or next SIGKILL retry), while shutting down.
+    deadline: Option<Instant>,
+    /// The grace period is over: SIGKILL has been sent.
+    killing: bool,
+}
+
+impl Supervisor {
+    async fn run(&mut self, signals: &mut Signals, mut main_exit: oneshot::Receiver<Exit>) -> i32 {
+        loop {
+            if let Some(code) = self.main_status {
+                if !reaper::has_children() {
+                    // Collect any zombie left (has_children counts them too) and leave.
+                    self.reaper.reap();
+                    if let Some(server) = &self.server {
+                        server.close();
+                    }
+                    return code;
+                }
+            }
+            tokio::select! {
+                received = signals.recv() => match received {
+                    Ok(received) => self.on_signal(received),
+                    Err(err) => {
+                        // Should never happen; do not spin on it.
+                        crate::error!("cannot read signals", error = err);
+                        self.reaper.reap();
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                exit = &mut main_exit, if self.main_status.is_none() => self.on_main_exit(exit),
+                () = until(self.deadline) => self.on_deadline(),
+            }
+        }
+    }
+
+    fn on_signal(&mut self, received: Received) {
+        if received.signal == libc::SIGCHLD {
+            let reaped = self.reaper.reap();
+            crate::trace!("SIGCHLD", reaped = reaped);
+            return;
+        }
+        if received.sender_pid == self.own_pid {
+            // Raised by supd itself (SIGPIPE on a closed stderr...): not for the service.
+            return;
+        }
+        let signal = status::rewrite_signal(received.signal, &self.rewrite);
+        crate::debug!(
+            "forwarding signal",
+            received = status::signal_name(received.signal),
+            signal = status::signal_name(signal),
+            from_pid = received.sender_pid,
+        );
+        self.forward(signal);
+        if status::is_terminating(signal) {
+            // A stopped service cannot act on the signal until it is continued.
+            self.forward(libc::SIGCONT);
+            self.start_grace(status::signal_name(signal));
+        }
+    }
+
+    /// Forward to the service's process group (default) or to the main child only.
+    fn forward(&self, signal: i32) {
+        if self.single_child {
+            if self.main_status.is_none() {
+                shutdown::send(self.service, signal);
+            }
+        } else {
+            // The group outlives the main child while members remain, and its id cannot
+            // be reused while it exists: signalling it after the main child's exit is safe.
+            shutdown::send(-self.service, signal);
+        }
+    }
+
+    fn start_grace(&mut self, reason: String) {
+        if self.deadline.is_some() || self.killing {
+            return;
+        }
+        crate::info!(
+            "shutting down",
+            reason = reason,
+            grace = format!("{:?}", self.grace)
+        );
+        self.deadline = Some(Instant::now() + self.grace);
+        if let Some(server) = &self.server {
+            server.signal_callbacks(libc::SIGTERM);
+        }
+    }
+
+    fn on_main_exit(&mut self, exit: Result<Exit, oneshot::error::RecvError>) {
+        let code = match exit {
+            Ok(exit) => {
+                crate::info!("service exited", pid = self.service, status = exit);
+                exit.status()
+            }
+            Err(_) => {
+                // The reaper dropped the waiter: cannot happen while we hold the reaper.
+                crate::error!("lost the service's exit status", pid = self.service);
+                1
+            }
+        };
+        self.main_status = Some(code);
+        if let Some(server) = &self.server {
+            server.close();
+        }
+        if !reaper::has_children() {
+            return;
+        }
+        // Stragglers: callbacks, the service's leftovers, daemons. TERM now, KILL at the
+        // end of the grace period.
+        // (start_grace also sends the callbacks SIGTERM, unless shutdown began earlier and
+        // it already did.)
+        self.start_grace(format!("service exited ({code})"));
+        shutdown::send(-self.service, libc::SIGTERM);
+        shutdown::send(-self.service, libc::SIGCONT);
+        let count = shutdown::signal_descendants(libc::SIGTERM);
+        crate::debug!("terminating the rest", processes = count);
+    }
+
+    fn on_deadline(&mut self) {
+        if !self.killing {
+            self.killing = true;
+            crate::warn!(
+                "grace period over: killing everything left",
+                grace = format!("{:?}", self.grace)
+            );
+            if let Some(server) = &self.server {
+                server.signal_callbacks(libc::SIGKILL);
+            }
+        }
+        if self.main_status.is_none() {
+            shutdown::send(-self.service, libc::SIGKILL);
+            shutdown::send(self.service, libc::SIGKILL);
+        }
+        let count = shutdown::kill_everything(self.pid1);
+        crate::trace!("SIGKILL sent", processes = count);
+        self.deadline = Some(Instant::now() + KILL_RETRY);
+    }
+}
+
+/// Sleep until `deadline`, or forever when there is none (no timer is created then).
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
