@@ -37,12 +37,13 @@ die() {
 #
 # Rotates DIR/*.log (default /var/log/$SERVICE) now, with logrotate: rotate 4, compress,
 # delaycompress, missingok, notifempty, sharedscripts, and a postrotate that runs CMD
-# (default `kill -USR1 1`: supd, PID 1, forwards SIGUSR1 to the service so it reopens
-# its logs). Each extra argument is one more logrotate directive, e.g. 'rotate 8' or
+# (default `kill -USR1 $SUPD_PID`, i.e. `kill -USR1 1` in a container: supd forwards
+# SIGUSR1 to the service so it reopens its logs; $SUPD_PID also works where supd is not
+# PID 1, e.g. a Kubernetes pod with a shared process namespace). Each extra argument is one more logrotate directive, e.g. 'rotate 8' or
 # 'create 0640 www-data adm'. The rotation is forced (-f): a request means "rotate now"
 # (the schedule decides when), but empty logs are still left alone (notifempty).
 rotate_logs() {
-    local dir=/var/log/$SERVICE reload='kill -USR1 1'
+    local dir=/var/log/$SERVICE reload="kill -USR1 ${SUPD_PID:-1}"
     while [[ $# -gt 0 ]]; do
         case $1 in
             --dir) dir=$2; shift 2 ;;
