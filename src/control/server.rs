@@ -1,10 +1,48 @@
-//! The request socket server (STUB: the control engineer replaces the body; the
-//! signatures below are the contract with `init::run`).
+//! The request socket server, inside supd's event loop (no extra threads).
+//!
+//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (so init learns
+//! about a bad directory or a live competitor before the service runs) and spawns the
+//! accept loop on the current `LocalSet`. Each connection is a small task: read one
+//! request line (at most 4 KiB, 5 s), check the peer, answer built-ins directly or
+//! spawn the callback as its own task (see `callbacks`), then relay its events.
+//!
+//! Limits that keep a hostile or broken client from hurting the service or other
+//! clients: the request size and idle time; at most [`MAX_READING`] connections still
+//! sending their request (a new one evicts the oldest, so a flood of idle connections
+//! cannot lock out a real request); at most [`MAX_CONNECTIONS`] in all (beyond: accepted
+//! and closed at once); a bounded outbox per client.
+//!
+//! Access: the socket file's mode and group are the first gate. When `--allow-uid` or
+//! `--allow-gid` is given, the peer's SO_PEERCRED must match one of them; uid 0 and
+//! supd's own uid are always allowed (they own the socket file anyway).
 
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::task::AbortHandle;
 
 use crate::cli::SocketArgs;
+use crate::control::callbacks::{self, Ending, Outbox, Settings, Take};
+use crate::control::protocol::{
+    self, ErrorKind, Event, LastResult, Request, Running, Status, MAX_REQUEST, VERSION,
+};
 use crate::init::reaper::Reaper;
+
+/// Connections still sending their request line.
+pub const MAX_READING: usize = 64;
+/// All connections (reading, waiting for a callback, streaming).
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a client may take to send its request line.
+pub const REQUEST_IDLE: Duration = Duration::from_secs(5);
+/// How long a one-shot reply (error, built-in) may take to write.
+const REPLY_WRITE: Duration = Duration::from_secs(5);
 
 /// What the server needs from the init side.
 pub struct ServerContext {
@@ -18,28 +56,626 @@ pub struct ServerContext {
 }
 
 /// Handle to a running server, owned by init.
-pub struct ServerHandle {}
+pub struct ServerHandle {
+    state: Rc<State>,
+    accept: AbortHandle,
+}
 
 impl ServerHandle {
     /// Send `signal` to the process group of every running callback (shutdown: TERM
     /// first, then KILL at the end of the grace period).
     pub fn signal_callbacks(&self, signal: i32) {
-        let _ = signal;
+        for (action, run) in self.state.running.borrow().iter() {
+            crate::info!(
+                "signalling callback",
+                action = action,
+                pgid = run.pid,
+                signal = signal
+            );
+            // SAFETY: plain syscall; the group is the callback's own (setpgid in spawn).
+            unsafe { libc::kill(-(run.pid as i32), signal) };
+        }
     }
 
     /// How many callbacks are still running.
     pub fn running_callbacks(&self) -> usize {
-        0
+        self.state.running.borrow().len()
     }
 
     /// Stop accepting and unlink the socket file (only if it is still ours).
-    pub fn close(&self) {}
+    pub fn close(&self) {
+        self.accept.abort();
+        if self.state.closed.replace(true) {
+            return;
+        }
+        let path = &self.state.path;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.state.inode => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    crate::warn!("cannot remove the socket", path = path.display(), error = e);
+                }
+            }
+            Ok(_) => crate::info!(
+                "socket file was replaced by someone else; leaving it",
+                path = path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+/// A running callback, for busy checks, `status` and shutdown.
+struct RunInfo {
+    id: u64,
+    pid: u32,
+    user: String,
+    started: Instant,
+}
+
+struct State {
+    settings: Settings,
+    reaper: Rc<Reaper>,
+    path: PathBuf,
+    /// (dev, ino) of the socket file we bound: unlink only that one.
+    inode: (u64, u64),
+    service_pid: u32,
+    supd_pid: u32,
+    started: Instant,
+    max_callbacks: usize,
+    allow_uid: Vec<u32>,
+    allow_gid: Vec<u32>,
+    running: RefCell<HashMap<String, RunInfo>>,
+    last: RefCell<BTreeMap<String, LastResult>>,
+    next_id: Cell<u64>,
+    connections: Cell<usize>,
+    /// Connections still reading their request, oldest first (for eviction).
+    reading: RefCell<BTreeMap<u64, AbortHandle>>,
+    closed: Cell<bool>,
 }
 
 /// Bind the socket (synchronously, so errors are known before the service runs) and spawn
 /// the accept loop on the current `LocalSet`. Must be called inside the runtime and a
 /// `LocalSet`.
-pub fn start(context: ServerContext) -> std::io::Result<ServerHandle> {
-    let _ = context;
-    Ok(ServerHandle {})
+pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
+    let args = &context.args;
+    let service = service_name(args.service.as_deref())?;
+    let path = protocol::socket_path(&args.socket_dir, &service);
+    let listener = bind(&path, args.socket_mode, args.socket_group.as_deref())?;
+    let meta = std::fs::symlink_metadata(&path)?;
+    let listener = UnixListener::from_std(listener)?;
+    crate::info!(
+        "serving requests",
+        socket = path.display(),
+        mode = format!("{:04o}", args.socket_mode),
+        callbacks = args.callbacks.display()
+    );
+    let state = Rc::new(State {
+        settings: Settings {
+            service,
+            callbacks: args.callbacks.clone(),
+            callback_lib: args.callback_lib.clone(),
+            timeout: args.callback_timeout,
+            supd_pid: context.supd_pid,
+        },
+        reaper: context.reaper,
+        path,
+        inode: (meta.dev(), meta.ino()),
+        service_pid: context.service_pid,
+        supd_pid: context.supd_pid,
+        started: Instant::now(),
+        max_callbacks: args.max_callbacks as usize,
+        allow_uid: args.allow_uid.clone(),
+        allow_gid: args.allow_gid.clone(),
+        running: RefCell::default(),
+        last: RefCell::default(),
+        next_id: Cell::new(1),
+        connections: Cell::new(0),
+        reading: RefCell::default(),
+        closed: Cell::new(false),
+    });
+    let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
+    Ok(ServerHandle { state, accept })
+}
+
+/// `--service`, else $SERVICE, else the host name; it must be a plain file name.
+pub fn service_name(flag: Option<&str>) -> io::Result<String> {
+    let name = match flag {
+        Some(name) => name.to_string(),
+        None => match std::env::var("SERVICE") {
+            Ok(name) if !name.is_empty() => name,
+            _ => nix::unistd::gethostname()
+                .map_err(io::Error::from)?
+                .to_string_lossy()
+                .into_owned(),
+        },
+    };
+    if protocol::valid_service(&name) {
+        Ok(name)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad service name {name:?} (want [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, it names the socket file)"),
+        ))
+    }
+}
+
+/// Replace a stale socket, never a live one; bind with the final mode before accepting.
+fn bind(
+    path: &Path,
+    mode: u32,
+    group: Option<&str>,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "{} is live: another supd serves this service; not taking it over",
+                            path.display()
+                        ),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    crate::info!("replacing stale socket", path = path.display());
+                    std::fs::remove_file(path)?;
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("cannot check existing socket {}: {e}", path.display()),
+                    ))
+                }
+            }
+        }
+        Ok(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket; not replacing it",
+                    path.display()
+                ),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    // Bind with a umask that leaves the socket owner-only, then open it up: nobody else
+    // can connect before mode and group are final. (The runtime is single-threaded, so
+    // the process-wide umask change races nothing.)
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
+    let setup = || -> io::Result<()> {
+        if let Some(group) = group {
+            let gid = resolve_group(group)?;
+            nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::from)?;
+        }
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        listener.set_nonblocking(true)
+    };
+    if let Err(e) = setup() {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(listener)
+}
+
+fn resolve_group(group: &str) -> io::Result<nix::unistd::Gid> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("unknown socket group {group:?}"),
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn accept_loop(state: Rc<State>, listener: UnixListener) {
+    let mut conn_id: u64 = 0;
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE/ENFILE/ENOBUFS: pause instead of spinning on the pending connection.
+                crate::warn!("accept failed; pausing 100ms", error = e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if state.connections.get() >= MAX_CONNECTIONS {
+            crate::warn!(
+                "too many connections; closing a new one",
+                limit = MAX_CONNECTIONS
+            );
+            drop(stream);
+            continue;
+        }
+        // Evict the oldest connection still sending its request: a flood of idle
+        // connections then costs the flooder, not the next real request.
+        if state.reading.borrow().len() >= MAX_READING {
+            let oldest = state.reading.borrow_mut().pop_first();
+            if let Some((id, handle)) = oldest {
+                crate::debug!("too many idle connections; closing the oldest", conn = id);
+                handle.abort();
+            }
+        }
+        conn_id += 1;
+        state.connections.set(state.connections.get() + 1);
+        let task = tokio::task::spawn_local(connection(state.clone(), stream, conn_id));
+        state
+            .reading
+            .borrow_mut()
+            .insert(conn_id, task.abort_handle());
+    }
+}
+
+/// Decrements the connection count however the task ends (abort included).
+struct ConnectionGuard {
+    state: Rc<State>,
+    id: u64,
+}
+
+impl ConnectionGuard {
+    fn done_reading(&self) {
+        self.state.reading.borrow_mut().remove(&self.id);
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.state
+            .connections
+            .set(self.state.connections.get().saturating_sub(1));
+        if let Ok(mut reading) = self.state.reading.try_borrow_mut() {
+            reading.remove(&self.id);
+        }
+    }
+}
+
+/// Peer credentials from SO_PEERCRED.
+#[derive(Clone, Copy)]
+struct Peer {
+    uid: u32,
+    gid: u32,
+    pid: i32,
+}
+
+async fn connection(state: Rc<State>, mut stream: UnixStream, id: u64) {
+    let guard = ConnectionGuard {
+        state: state.clone(),
+        id,
+    };
+    let peer = match stream.peer_cred() {
+        Ok(cred) => Peer {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid().unwrap_or(0),
+        },
+        Err(e) => {
+            crate::warn!("no peer credentials; closing", error = e);
+            return;
+        }
+    };
+    let line = tokio::time::timeout(REQUEST_IDLE, read_request(&mut stream)).await;
+    guard.done_reading();
+    let line = match line {
+        Ok(Ok(line)) => line,
+        Ok(Err(ReadError::TooLong)) => {
+            crate::info!("request too long", peer_uid = peer.uid, peer_pid = peer.pid);
+            let message = format!("request longer than {MAX_REQUEST} bytes");
+            reply(&mut stream, &Event::error(ErrorKind::BadRequest, message)).await;
+            return;
+        }
+        Ok(Err(ReadError::Io(e))) => {
+            crate::debug!("request read failed", error = e, peer_pid = peer.pid);
+            return;
+        }
+        Err(_) => {
+            crate::debug!(
+                "no request within 5s; closing",
+                peer_uid = peer.uid,
+                peer_pid = peer.pid
+            );
+            let message = "no request within 5s";
+            reply(&mut stream, &Event::error(ErrorKind::BadRequest, message)).await;
+            return;
+        }
+    };
+    let request = match protocol::parse_request(&line) {
+        Ok(request) => request,
+        Err(e) => {
+            crate::info!(
+                "bad request",
+                error = e,
+                peer_uid = peer.uid,
+                peer_pid = peer.pid
+            );
+            reply(&mut stream, &Event::error(ErrorKind::BadRequest, e.0)).await;
+            return;
+        }
+    };
+    crate::info!(
+        "request",
+        user = request.user,
+        action = request.action,
+        args = request.args.len(),
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid
+    );
+    if !state.allowed(peer) {
+        crate::warn!(
+            "request denied",
+            action = request.action,
+            peer_uid = peer.uid,
+            peer_gid = peer.gid,
+            peer_pid = peer.pid
+        );
+        let message = format!("uid {} gid {} may not send requests", peer.uid, peer.gid);
+        reply(&mut stream, &Event::error(ErrorKind::Denied, message)).await;
+        return;
+    }
+    match request.action.as_str() {
+        "ping" => {
+            let event = Event::Pong {
+                v: VERSION,
+                service: state.settings.service.clone(),
+                supd_pid: state.supd_pid,
+            };
+            reply(&mut stream, &event).await;
+        }
+        "status" => reply(&mut stream, &Event::Status(state.status())).await,
+        "list" => {
+            let event = match callbacks::discover(&state.settings, &state.reaper).await {
+                Ok(actions) => Event::Actions {
+                    v: VERSION,
+                    actions,
+                },
+                Err(message) => Event::error(ErrorKind::Internal, message),
+            };
+            reply(&mut stream, &event).await;
+        }
+        _ => run_callback(&state, stream, &request).await,
+    }
+    drop(guard);
+}
+
+enum ReadError {
+    TooLong,
+    Io(io::Error),
+}
+
+/// Read up to the first newline, or to the half-close; at most [`MAX_REQUEST`] bytes.
+async fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, ReadError> {
+    let mut line = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(ReadError::Io)?;
+        if n == 0 {
+            return Ok(line);
+        }
+        let chunk = chunk.get(..n).unwrap_or_default();
+        if let Some(pos) = chunk.iter().position(|b| *b == b'\n') {
+            line.extend_from_slice(chunk.get(..=pos).unwrap_or_default());
+            return if line.len() > MAX_REQUEST {
+                Err(ReadError::TooLong)
+            } else {
+                Ok(line)
+            };
+        }
+        line.extend_from_slice(chunk);
+        if line.len() > MAX_REQUEST {
+            return Err(ReadError::TooLong);
+        }
+    }
+}
+
+/// Write one final event and close; a client that does not read gets dropped.
+async fn reply(stream: &mut UnixStream, event: &Event) {
+    let line = event.to_line();
+    let _ = tokio::time::timeout(REPLY_WRITE, stream.write_all(line.as_bytes())).await;
+}
+
+impl State {
+    fn allowed(&self, peer: Peer) -> bool {
+        if self.allow_uid.is_empty() && self.allow_gid.is_empty() {
+            return true;
+        }
+        peer.uid == 0
+            || peer.uid == nix::unistd::getuid().as_raw()
+            || self.allow_uid.contains(&peer.uid)
+            || self.allow_gid.contains(&peer.gid)
+    }
+
+    fn status(&self) -> Status {
+        let mut running: Vec<Running> = self
+            .running
+            .borrow()
+            .iter()
+            .map(|(action, run)| Running {
+                action: action.clone(),
+                id: run.id,
+                pid: run.pid,
+                user: run.user.clone(),
+                elapsed_ms: run.started.elapsed().as_millis() as u64,
+            })
+            .collect();
+        running.sort_by_key(|r| r.id);
+        Status {
+            v: VERSION,
+            service: self.settings.service.clone(),
+            service_pid: self.service_pid,
+            supd_pid: self.supd_pid,
+            uptime_s: self.started.elapsed().as_secs(),
+            running,
+            last: self.last.borrow().values().cloned().collect(),
+        }
+    }
+
+    fn busy(&self, action: &str) -> Option<String> {
+        let running = self.running.borrow();
+        if let Some(run) = running.get(action) {
+            return Some(format!(
+                "{action} is already running (id {}, for {}s)",
+                run.id,
+                run.started.elapsed().as_secs()
+            ));
+        }
+        if running.len() >= self.max_callbacks {
+            return Some(format!(
+                "{} callbacks are running (--max-callbacks {}); try again later",
+                running.len(),
+                self.max_callbacks
+            ));
+        }
+        None
+    }
+}
+
+/// Start the callback, then relay its events to this client for as long as it listens.
+async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Request) {
+    if let Some(message) = state.busy(&request.action) {
+        crate::info!("busy", action = request.action, reason = message);
+        reply(&mut stream, &Event::error(ErrorKind::Busy, message)).await;
+        return;
+    }
+    if !state.settings.callbacks.is_file() {
+        let message = format!(
+            "no callbacks file {} (so no action {})",
+            state.settings.callbacks.display(),
+            request.action
+        );
+        reply(
+            &mut stream,
+            &Event::error(ErrorKind::UnknownAction, message),
+        )
+        .await;
+        return;
+    }
+    let id = state.next_id.get();
+    state.next_id.set(id + 1);
+    // No .await between the busy check, the spawn and the registration.
+    let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
+        Ok(run) => run,
+        Err(e) => {
+            crate::error!("cannot start callback", action = request.action, error = e);
+            let message = format!("cannot start bash: {e}");
+            reply(&mut stream, &Event::error(ErrorKind::Internal, message)).await;
+            return;
+        }
+    };
+    crate::info!(
+        "callback started",
+        action = request.action,
+        id = id,
+        pid = run.pid
+    );
+    state.running.borrow_mut().insert(
+        request.action.clone(),
+        RunInfo {
+            id,
+            pid: run.pid,
+            user: request.user.clone(),
+            started: Instant::now(),
+        },
+    );
+    let outbox = Rc::new(Outbox::default());
+    let action = request.action.clone();
+    let run_state = state.clone();
+    let run_outbox = outbox.clone();
+    // The run is its own task: it finishes even when this connection goes away.
+    tokio::task::spawn_local(async move {
+        let (ending, duration) = run.drive(Some(run_outbox)).await;
+        run_state.finish(&action, id, &ending, duration);
+    });
+    relay(&mut stream, &outbox, request.wait).await;
+    outbox.close();
+}
+
+impl State {
+    fn finish(&self, action: &str, id: u64, ending: &Ending, duration: Duration) {
+        self.running.borrow_mut().remove(action);
+        let (code, error) = match ending {
+            Ending::Exited(exit) => (Some(exit.status()), None),
+            Ending::UnknownAction => (None, Some(ErrorKind::UnknownAction)),
+            Ending::TimedOut(_) => (None, Some(ErrorKind::Timeout)),
+            Ending::Failed(_) => (None, Some(ErrorKind::Internal)),
+        };
+        crate::info!(
+            "callback finished",
+            action = action,
+            id = id,
+            result = match (code, error) {
+                (Some(code), _) => format!("exit {code}"),
+                (None, Some(kind)) => kind.to_string(),
+                (None, None) => String::new(),
+            },
+            duration_ms = duration.as_millis()
+        );
+        if matches!(ending, Ending::UnknownAction) {
+            return;
+        }
+        let ended = jiff::Timestamp::now().as_second();
+        self.last.borrow_mut().insert(
+            action.to_string(),
+            LastResult {
+                action: action.to_string(),
+                id,
+                ended,
+                duration_ms: duration.as_millis() as u64,
+                code,
+                error,
+            },
+        );
+    }
+}
+
+/// Copy the outbox to the client until the final event, an overflow, or a dead client.
+/// With `wait == false`, stop after `started` (or the error that replaces it).
+async fn relay(stream: &mut UnixStream, outbox: &Outbox, wait: bool) {
+    loop {
+        let mut data = match outbox.take() {
+            Take::Data(data) => data,
+            Take::Finished => return,
+            Take::Overflowed => {
+                crate::debug!("closing the connection of a client too slow to read");
+                return;
+            }
+            Take::Wait => {
+                outbox.changed.notified().await;
+                continue;
+            }
+        };
+        if !wait {
+            // Only the first event matters: `started` or the error that replaces it.
+            if let Some(end) = data.iter().position(|b| *b == b'\n') {
+                data.truncate(end + 1);
+            }
+            let _ = tokio::time::timeout(REPLY_WRITE, stream.write_all(&data)).await;
+            return;
+        }
+        let mut written = 0;
+        while written < data.len() {
+            let rest = data.get(written..).unwrap_or_default();
+            tokio::select! {
+                result = stream.write(rest) => match result {
+                    Ok(0) | Err(_) => return, // the client went away; the callback runs on
+                    Ok(n) => written += n,
+                },
+                () = outbox.dropped.notified() => {
+                    crate::debug!("closing the connection of a client too slow to read");
+                    return;
+                }
+            }
+        }
+    }
 }
