@@ -2,3 +2,5 @@
 //! One test binary (faster to link); each area is a module.
 
 mod util;
+mod init;
+mod schedule;
