@@ -4,3 +4,4 @@
 mod util;
 mod init;
 mod schedule;
+mod init;

@@ -43,19 +43,46 @@ pub fn prepare(command: &mut Command, group: Group) {
 
 /// Empty mask and default dispositions for all signals.
 ///
+/// Raw `rt_sigaction`/`rt_sigprocmask` syscalls rather than libc's wrappers: glibc and
+/// musl refuse to touch the signals they reserve for themselves (32-34), so a SIG_IGN
+/// inherited there would survive into the service.
+///
 /// # Safety
 /// Only async-signal-safe calls; meant for `pre_exec`.
 unsafe fn reset_signals() {
-    let mut default: libc::sigaction = std::mem::zeroed();
-    default.sa_sigaction = libc::SIG_DFL;
-    libc::sigemptyset(&mut default.sa_mask);
+    // The kernel's `struct sigaction` (generic layout, x86_64 and aarch64 alike).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    const SIGSET_SIZE: usize = 8;
     // SIGRTMAX is 64 on Linux; KILL and STOP simply fail.
     for signal in 1..=64 {
-        libc::sigaction(signal, &default, std::ptr::null_mut());
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal as libc::c_long,
+            &default as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            SIGSET_SIZE,
+        );
     }
-    let mut empty: libc::sigset_t = std::mem::zeroed();
-    libc::sigemptyset(&mut empty);
-    libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    let empty: u64 = 0;
+    libc::syscall(
+        libc::SYS_rt_sigprocmask,
+        libc::SIG_SETMASK as libc::c_long,
+        &empty as *const u64,
+        std::ptr::null_mut::<u64>(),
+        SIGSET_SIZE,
+    );
 }
 
 /// Mark every fd >= 3 close-on-exec (fds the container runtime handed us included).
