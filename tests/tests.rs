@@ -4,4 +4,3 @@
 mod util;
 mod init;
 mod schedule;
-mod init;
