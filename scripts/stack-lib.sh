@@ -75,20 +75,22 @@ make_data_dirs() {
 # Fails early when one exits, and prints which one is not healthy on timeout.
 wait_healthy() {
     local timeout=$1; shift
-    local deadline=$((SECONDS + timeout)) ids id state health name pending
+    local deadline=$((SECONDS + timeout)) ids id state health restarts name pending
     while :; do
         mapfile -t ids < <(compose "$@" ps -q)
         pending=
         for id in "${ids[@]}"; do
             [[ -n $id ]] || continue
-            read -r name state health < <(docker inspect -f \
-                '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$id")
+            read -r name state health restarts < <(docker inspect -f \
+                '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.RestartCount}}' "$id")
+            # A crash loop (restart: on-failure) never turns healthy: say so early.
+            if [[ $state == exited || $state == dead ]] || ((restarts >= 3)); then
+                say "${name#/} is $state after $restarts restarts (last exit $(docker inspect -f '{{.State.ExitCode}}' "$id"))"
+                docker logs --tail 30 "$id" >&2 || true
+                return 1
+            fi
             case $state/$health in
                 running/healthy | running/none) ;;
-                exited/* | dead/*)
-                    say "${name#/} is $state (exit $(docker inspect -f '{{.State.ExitCode}}' "$id"))"
-                    docker logs --tail 30 "$id" >&2 || true
-                    return 1 ;;
                 *) pending+=" ${name#/}($state/$health)" ;;
             esac
         done
