@@ -65,6 +65,12 @@ pub fn init(level: Option<Level>, format: Format) {
     JSON.store(u8::from(format == Format::Json), Ordering::Relaxed);
 }
 
+/// Change only the level (a face whose default is louder, e.g. `supd scheduler`, whose
+/// run lines are its output, defaults to info).
+pub fn set_level(level: Option<Level>) {
+    MAX_LEVEL.store(level.map_or(0, |l| l as u8), Ordering::Relaxed);
+}
+
 pub fn enabled(level: Level) -> bool {
     (level as u8) <= MAX_LEVEL.load(Ordering::Relaxed)
 }

@@ -69,7 +69,7 @@ pub fn load(path: &Path, default_zone: &Zone) -> Result<Vec<Job>, LoadError> {
     parse(&name, &text, default_zone).map_err(LoadError::Invalid)
 }
 
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let file = std::fs::File::open(path)?;
     let mut text = Vec::new();

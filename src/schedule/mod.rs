@@ -8,6 +8,8 @@
 pub mod calendar;
 pub mod crontab;
 pub mod expr;
+pub mod plan;
+pub mod runner;
 
 use std::io::Write as _;
 
@@ -29,8 +31,51 @@ pub fn run(args: SchedulerArgs) -> i32 {
     if args.check {
         return check(&args);
     }
-    crate::error!("not implemented yet");
-    70
+    serve(args)
+}
+
+/// The long-running scheduler.
+///
+/// Its log lines about runs are its output, so its default level is info (not the
+/// global default warn): `-q` gives errors only, `-v` debug (with the callbacks' output).
+fn serve(args: SchedulerArgs) -> i32 {
+    // Signals first, before any thread exists (PID 1 of the scheduler container).
+    if let Err(e) = crate::init::signals::block_all() {
+        crate::error!("cannot block signals", error = e);
+        return 70;
+    }
+    if crate::log::enabled(crate::log::Level::Warn) && !crate::log::enabled(crate::log::Level::Info)
+    {
+        crate::log::set_level(Some(crate::log::Level::Info));
+    } else if crate::log::enabled(crate::log::Level::Info) {
+        // -v: one step louder than the scheduler's default.
+        crate::log::set_level(Some(crate::log::Level::Debug));
+    }
+    let zone = match crontab::default_zone() {
+        Ok(zone) => zone,
+        Err(e) => {
+            eprint_line(&e);
+            return EX_DATAERR;
+        }
+    };
+    let name = args.file.display().to_string();
+    let text = match crontab::read_limited(&args.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprint_line(&format!("{name}: {e}"));
+            return EX_NOINPUT;
+        }
+    };
+    let jobs = match crontab::parse(&name, &text, &zone) {
+        Ok(jobs) => jobs,
+        Err(errors) => {
+            let mut out = errors.join("\n");
+            out.push('\n');
+            let _ = std::io::stderr().lock().write_all(out.as_bytes());
+            return EX_DATAERR;
+        }
+    };
+    runner::run(args, zone, jobs, text)
 }
 
 fn eprint_line(line: &str) {
