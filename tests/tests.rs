@@ -2,5 +2,6 @@
 //! One test binary (faster to link); each area is a module.
 
 mod util;
+mod control;
 mod init;
 mod schedule;

@@ -8,8 +8,8 @@
 //!
 //! Limits that keep a hostile or broken client from hurting the service or other
 //! clients: the request size and idle time; at most [`MAX_READING`] connections still
-//! sending their request (a new one evicts the oldest, so a flood of idle connections
-//! cannot lock out a real request); at most [`MAX_CONNECTIONS`] in all (beyond: accepted
+//! sending their request (a new one evicts the oldest once that one had its chance, so a
+//! flood of idle connections cannot lock out a real request); at most [`MAX_CONNECTIONS`] in all (beyond: accepted
 //! and closed at once); a bounded outbox per client.
 //!
 //! Access: the socket file's mode and group are the first gate. When `--allow-uid` or
@@ -39,6 +39,8 @@ use crate::init::reaper::Reaper;
 pub const MAX_READING: usize = 64;
 /// All connections (reading, waiting for a callback, streaming).
 pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may stay silent before a newer one may evict it.
+pub const EVICT_AFTER: Duration = Duration::from_millis(200);
 /// How long a client may take to send its request line.
 pub const REQUEST_IDLE: Duration = Duration::from_secs(5);
 /// How long a one-shot reply (error, built-in) may take to write.
@@ -129,7 +131,7 @@ struct State {
     next_id: Cell<u64>,
     connections: Cell<usize>,
     /// Connections still reading their request, oldest first (for eviction).
-    reading: RefCell<BTreeMap<u64, AbortHandle>>,
+    reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
     closed: Cell<bool>,
 }
 
@@ -282,6 +284,7 @@ fn resolve_group(group: &str) -> io::Result<nix::unistd::Gid> {
 async fn accept_loop(state: Rc<State>, listener: UnixListener) {
     let mut conn_id: u64 = 0;
     loop {
+        make_room(&state).await;
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -299,22 +302,43 @@ async fn accept_loop(state: Rc<State>, listener: UnixListener) {
             drop(stream);
             continue;
         }
-        // Evict the oldest connection still sending its request: a flood of idle
-        // connections then costs the flooder, not the next real request.
-        if state.reading.borrow().len() >= MAX_READING {
-            let oldest = state.reading.borrow_mut().pop_first();
-            if let Some((id, handle)) = oldest {
-                crate::debug!("too many idle connections; closing the oldest", conn = id);
-                handle.abort();
-            }
-        }
         conn_id += 1;
         state.connections.set(state.connections.get() + 1);
         let task = tokio::task::spawn_local(connection(state.clone(), stream, conn_id));
         state
             .reading
             .borrow_mut()
-            .insert(conn_id, task.abort_handle());
+            .insert(conn_id, (Instant::now(), task.abort_handle()));
+    }
+}
+
+/// Before accepting, make sure fewer than [`MAX_READING`] connections are still sending
+/// their request: evict the oldest one once it has had [`EVICT_AFTER`] to send it, and
+/// until then leave new connections waiting in the kernel's backlog. A flood of idle
+/// connections then costs the flooder (its connections get closed), not the next real
+/// request, and a burst of real clients is never evicted before it could speak.
+async fn make_room(state: &State) {
+    loop {
+        let oldest = {
+            let reading = state.reading.borrow();
+            if reading.len() < MAX_READING {
+                return;
+            }
+            reading
+                .first_key_value()
+                .map(|(id, (since, _))| (*id, *since))
+        };
+        let Some((id, since)) = oldest else { return };
+        let age = since.elapsed();
+        if age < EVICT_AFTER {
+            tokio::time::sleep(EVICT_AFTER - age).await;
+            continue;
+        }
+        let entry = state.reading.borrow_mut().remove(&id);
+        if let Some((_, handle)) = entry {
+            crate::debug!("too many idle connections; closing the oldest", conn = id);
+            handle.abort();
+        }
     }
 }
 
