@@ -690,3 +690,36 @@ fn shutdown_terminates_running_callbacks() {
     assert_eq!(term, "TERM\n", "{}", supd.log());
     assert!(!supd.socket().exists());
 }
+
+#[test]
+fn max_callbacks_limits_concurrency() {
+    let supd = Supd::start("max", &["--max-callbacks", "1"]);
+    let mut first = supd
+        .ctl()
+        .args(["send", &supd.service, "slow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(first.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "before\n");
+    // A different action, over the limit: busy, with the reason.
+    let out = supd.ctl_output(&["send", &supd.service, "exit", "0"]);
+    assert_eq!(out.status.code(), Some(75), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--max-callbacks 1"),
+        "{}",
+        stderr(&out)
+    );
+    // Built-ins do not count.
+    let out = supd.ctl_output(&["ping", &supd.service]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = supd.ctl_output(&["--json", "status", &supd.service]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["running"][0]["action"], "slow");
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    let out = supd.ctl_output(&["send", &supd.service, "exit", "0"]);
+    assert_eq!(out.status.code(), Some(0));
+}
