@@ -1275,3 +1275,290 @@ mod planner {
         assert_eq!(p.entries[1].next_due, Some(ts("2026-05-02T00:00:00Z")));
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The runner end to end: real minute boundaries, real sockets.
+
+mod runner {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+
+    use super::Scratch;
+    use crate::util::supd_bin;
+
+    /// A child whose stderr lines are collected as they come.
+    struct Logged {
+        child: Child,
+        lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    }
+
+    impl Logged {
+        fn spawn(command: &mut Command) -> Logged {
+            let mut child = command
+                .stderr(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .unwrap();
+            let stderr = child.stderr.take().unwrap();
+            let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+            let sink = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    sink.0.lock().unwrap().push(line);
+                    sink.1.notify_all();
+                }
+            });
+            Logged { child, lines }
+        }
+
+        /// The first line containing every needle, waiting up to `timeout`.
+        fn wait_for(&self, needles: &[&str], timeout: Duration) -> String {
+            let deadline = Instant::now() + timeout;
+            let mut lines = self.lines.0.lock().unwrap();
+            loop {
+                if let Some(line) = lines.iter().find(|l| needles.iter().all(|n| l.contains(n))) {
+                    return line.clone();
+                }
+                let now = Instant::now();
+                if now >= deadline {
+                    panic!(
+                        "no log line with {needles:?} within {timeout:?}; log:\n{}",
+                        lines.join("\n")
+                    );
+                }
+                lines = self.lines.1.wait_timeout(lines, deadline - now).unwrap().0;
+            }
+        }
+
+        fn all(&self) -> String {
+            self.lines.0.lock().unwrap().join("\n")
+        }
+
+        fn signal(&self, signal: i32) {
+            unsafe { libc::kill(self.child.id() as i32, signal) };
+        }
+    }
+
+    impl Drop for Logged {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
+        let mut command = Command::new(supd_bin());
+        command
+            .arg("scheduler")
+            .arg("--file")
+            .arg(file)
+            .arg("--socket-dir")
+            .arg(socket_dir)
+            .args(extra)
+            .env_remove("TZ")
+            .env_remove("SUPD_VERBOSE")
+            .env_remove("SUPD_QUIET");
+        Logged::spawn(&mut command)
+    }
+
+    /// A stand-in service socket: records each request line and answers with `reply`
+    /// after `delay`.
+    fn fake_service(
+        dir: &Path,
+        service: &str,
+        reply: &'static str,
+        delay: Duration,
+    ) -> Arc<Mutex<Vec<String>>> {
+        let listener = UnixListener::bind(dir.join(format!("{service}-request.sock"))).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { break };
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut line = String::new();
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let _ = reader.read_line(&mut line);
+                    record.lock().unwrap().push(line.trim_end().to_string());
+                    std::thread::sleep(delay);
+                    let _ = stream.write_all(reply.as_bytes());
+                    let mut rest = Vec::new();
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    let _ = stream.read_to_end(&mut rest);
+                });
+            }
+        });
+        seen
+    }
+
+    const RAN: &str = "{\"event\":\"started\",\"action\":\"act\",\"id\":1}\n{\"event\":\"stdout\",\"line\":\"hi\"}\n{\"event\":\"exit\",\"code\":0,\"duration_ms\":5}\n";
+    const BUSY: &str =
+        "{\"event\":\"error\",\"kind\":\"busy\",\"message\":\"act is already running\"}\n";
+
+    fn field(line: &str, key: &str) -> String {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {line}"))
+            .to_string()
+    }
+
+    #[test]
+    fn delivery_retries_a_late_socket_loses_an_absent_one_and_skips_busy_and_overlap() {
+        let dir = Scratch::new("deliver");
+        let file = dir.write(
+            "schedule.cron",
+            "* * * * * forum late act\n* * * * * busy act\n* * * * * slow act\n* * * * * slow act\n",
+        );
+        let gone_file = dir.write("gone.cron", "* * * * * gone act\n");
+        let _busy = fake_service(&dir.0, "busy", BUSY, Duration::ZERO);
+        let slow = fake_service(&dir.0, "slow", RAN, Duration::from_secs(3));
+        let sched = scheduler(&file, &dir.0, &[]);
+        let gone = scheduler(&gone_file, &dir.0, &["--retry-for", "4s"]);
+        sched.wait_for(&["scheduler started", "jobs=4"], Duration::from_secs(10));
+        gone.wait_for(&["scheduler started", "jobs=1"], Duration::from_secs(10));
+        // Due at the next minute boundary: the late service is not there yet.
+        sched.wait_for(
+            &["service unreachable; retrying", "service=late"],
+            Duration::from_secs(70),
+        );
+        std::thread::sleep(Duration::from_secs(5));
+        let late = fake_service(&dir.0, "late", RAN, Duration::ZERO);
+        let ran = sched.wait_for(&["job ran", "service=late"], Duration::from_secs(20));
+        assert!(
+            field(&ran, "attempts").parse::<u32>().unwrap() >= 3,
+            "{ran}"
+        );
+        assert_eq!(field(&ran, "code"), "0");
+        assert_eq!(field(&ran, "user"), "forum");
+        let request = late.lock().unwrap()[0].clone();
+        let request: serde_json::Value = serde_json::from_str(&request).unwrap();
+        assert_eq!(
+            (request["user"].as_str(), request["action"].as_str()),
+            (Some("forum"), Some("act"))
+        );
+        // Never there: lost after the 4 s retry window, logged at error level.
+        let lost = gone.wait_for(&["job lost", "service=gone"], Duration::from_secs(5));
+        assert!(lost.contains("ERROR"), "{lost}");
+        assert!(
+            field(&lost, "retried_ms").parse::<u64>().unwrap() >= 3_000,
+            "{lost}"
+        );
+        // busy is a skip.
+        let busy = sched.wait_for(&["job skipped", "service=busy"], Duration::from_secs(5));
+        assert_eq!(field(&busy, "reason"), "busy");
+        // The same job twice at once: the second is skipped, the first runs to its end.
+        sched.wait_for(
+            &["job skipped", "service=slow", "still running"],
+            Duration::from_secs(5),
+        );
+        sched.wait_for(&["job ran", "service=slow"], Duration::from_secs(10));
+        assert_eq!(slow.lock().unwrap().len(), 1, "{}", sched.all());
+    }
+
+    #[test]
+    fn real_supd_gets_the_request_on_the_minute_and_reloads_keep_or_replace_jobs() {
+        let dir = Scratch::new("e2e");
+        let run = dir.0.join("run");
+        std::fs::create_dir(&run).unwrap();
+        let marker = dir.0.join("marker");
+        let callbacks = dir.write(
+            "callbacks.sh",
+            &format!(
+                "CB_mark() {{ echo \"ran by $1\" > {}; echo relayed-line; }}\n",
+                marker.display()
+            ),
+        );
+        let mut supd = Command::new(supd_bin());
+        supd.args(["--service", "svc", "--socket-dir"])
+            .arg(&run)
+            .arg("--callbacks")
+            .arg(&callbacks)
+            .args(["--callback-lib", "/nonexistent", "--", "sleep", "1000"]);
+        let service = Logged::spawn(&mut supd);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !run.join("svc-request.sock").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "supd made no socket: {}",
+                service.all()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let file = dir.write("schedule.cron", "* * * * * forum svc mark\n");
+        let sched = scheduler(&file, &run, &["-v"]);
+        sched.wait_for(&["scheduler started", "jobs=1"], Duration::from_secs(10));
+        // A broken file on SIGHUP keeps the old job.
+        std::fs::write(&file, "* * * * * forum svc mark\n61 * * * * svc mark\n").unwrap();
+        sched.signal(libc::SIGHUP);
+        sched.wait_for(
+            &["schedule.cron:2: minute 61 out of range 0-59"],
+            Duration::from_secs(5),
+        );
+        sched.wait_for(
+            &["schedule has errors; keeping the old one", "jobs=1"],
+            Duration::from_secs(5),
+        );
+        // The old job fires at the next minute boundary and reaches the real supd.
+        let ran = sched.wait_for(&["job ran", "service=svc"], Duration::from_secs(70));
+        assert_eq!(field(&ran, "code"), "0");
+        let lateness: u64 = field(&ran, "lateness_ms").parse().unwrap();
+        assert!(lateness < 1000, "{ran}");
+        assert!(field(&ran, "due").ends_with(":00+00:00"), "{ran}");
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran by forum\n");
+        // -v: the callback's output is relayed at debug level.
+        sched.wait_for(&["DEBUG", "output", "relayed-line"], Duration::from_secs(5));
+        // An editor's rename-over is noticed without SIGHUP.
+        let tmp = dir.write(
+            "schedule.cron.tmp",
+            "* * * * * forum svc mark\n@daily svc mark\n",
+        );
+        std::fs::rename(&tmp, &file).unwrap();
+        sched.wait_for(
+            &["schedule reloaded", "jobs=2", "file change"],
+            Duration::from_secs(5),
+        );
+        // SIGTERM: exit 0 promptly.
+        let mut sched = sched;
+        let start = Instant::now();
+        sched.signal(libc::SIGTERM);
+        let status = loop {
+            if let Some(status) = sched.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(2),
+                "scheduler did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let took = start.elapsed();
+        assert_eq!(status.code(), Some(0));
+        assert!(took < Duration::from_millis(100), "exit took {took:?}");
+        let _ = PathBuf::new();
+    }
+
+    #[test]
+    fn bad_file_at_start_exits_65_and_missing_66() {
+        let dir = Scratch::new("start");
+        let file = dir.write("schedule.cron", "0 0 * * 9 svc act\n");
+        let out = Command::new(supd_bin())
+            .args(["scheduler", "--file"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(65));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(":1: day-of-week 9 out of range 0-7"));
+        let out = Command::new(supd_bin())
+            .args(["scheduler", "--file"])
+            .arg(dir.0.join("nope.cron"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(66));
+    }
+}
