@@ -14,6 +14,21 @@ use tokio::net::UnixStream;
 use crate::cli::{CtlArgs, CtlCommand};
 use crate::control::protocol::{self, ErrorKind, Event, Request};
 
+/// Print to stdout, ignoring errors: a closed pipe (`supctl ... | head -1`) must not
+/// panic, and the callback's exit status still matters.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// Like `out!`, on stderr.
+macro_rules! err {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Longest reply line a client accepts (the server splits output lines at 64 KiB; JSON
 /// escaping can grow them).
 const MAX_REPLY_LINE: u64 = 1 << 20;
@@ -173,7 +188,7 @@ pub fn run(args: CtlArgs) -> i32 {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("supctl: cannot start: {e}");
+            err!("supctl: cannot start: {e}");
             return 70;
         }
     };
@@ -220,23 +235,23 @@ async fn send(
     json: bool,
 ) -> i32 {
     if !protocol::valid_service(service) {
-        eprintln!("supctl: bad service name {service:?}");
+        err!("supctl: bad service name {service:?}");
         return 64;
     }
     if let Err(e) = req.validate() {
-        eprintln!("supctl: {e}");
+        err!("supctl: {e}");
         return 64;
     }
     let path = protocol::socket_path(dir, service);
     let started = Instant::now();
     let print = |raw: &str, event: &Event| {
         if json {
-            println!("{raw}");
+            out!("{raw}");
             return;
         }
         match event {
-            Event::Stdout { line } => println!("{line}"),
-            Event::Stderr { line } => eprintln!("{line}"),
+            Event::Stdout { line } => out!("{line}"),
+            Event::Stderr { line } => err!("{line}"),
             _ => {}
         }
     };
@@ -245,7 +260,7 @@ async fn send(
         Some(limit) => match tokio::time::timeout(limit, call).await {
             Ok(result) => result,
             Err(_) => {
-                eprintln!(
+                err!(
                     "supctl: {service} {}: no answer after {limit:?}; gave up waiting \
                      (a started callback keeps running)",
                     req.action
@@ -264,7 +279,7 @@ async fn send(
             outcome.exit_code()
         }
         Err(e) => {
-            eprintln!("supctl: {service} {}: {e}", req.action);
+            err!("supctl: {service} {}: {e}", req.action);
             e.exit_code()
         }
     }
@@ -275,22 +290,22 @@ fn report(service: &str, req: &Request, outcome: &Outcome, elapsed: Duration) {
     match outcome {
         Outcome::Exited { .. } => {}
         Outcome::Detached { id } => {
-            eprintln!("supctl: {service} {}: started (id {id})", req.action)
+            err!("supctl: {service} {}: started (id {id})", req.action)
         }
         Outcome::Refused { kind, message } => {
-            eprintln!("supctl: {service} {}: {kind}: {message}", req.action)
+            err!("supctl: {service} {}: {kind}: {message}", req.action)
         }
-        Outcome::Answer(Event::Pong { supd_pid, .. }) => println!(
+        Outcome::Answer(Event::Pong { supd_pid, .. }) => out!(
             "{service}: pong from supd pid {supd_pid} in {:.1} ms",
             elapsed.as_secs_f64() * 1000.0
         ),
         Outcome::Answer(Event::Actions { actions, .. }) => {
             for action in actions {
-                println!("{action}");
+                out!("{action}");
             }
         }
         Outcome::Answer(Event::Status(status)) => {
-            println!(
+            out!(
                 "service {} (pid {}), supd pid {}, up {}",
                 status.service,
                 status.service_pid,
@@ -298,10 +313,10 @@ fn report(service: &str, req: &Request, outcome: &Outcome, elapsed: Duration) {
                 human_duration(Duration::from_secs(status.uptime_s))
             );
             if status.running.is_empty() {
-                println!("running: none");
+                out!("running: none");
             }
             for r in &status.running {
-                println!(
+                out!(
                     "running: {} (id {}, pid {}, user {}, for {})",
                     r.action,
                     r.id,
@@ -319,7 +334,7 @@ fn report(service: &str, req: &Request, outcome: &Outcome, elapsed: Duration) {
                 let ended = jiff::Timestamp::from_second(last.ended)
                     .map(|t| t.to_string())
                     .unwrap_or_else(|_| last.ended.to_string());
-                println!(
+                out!(
                     "last: {} (id {}): {result} at {ended} after {}",
                     last.action,
                     last.id,
@@ -347,7 +362,7 @@ async fn services(dir: &Path, json: bool) -> i32 {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            eprintln!("supctl: cannot read {}: {e}", dir.display());
+            err!("supctl: cannot read {}: {e}", dir.display());
             return 69;
         }
     };
@@ -374,9 +389,9 @@ async fn services(dir: &Path, json: bool) -> i32 {
             Err(_) => "no-answer".to_string(),
         };
         if json {
-            println!("{}", serde_json::json!({"service": name, "state": state}));
+            out!("{}", serde_json::json!({"service": name, "state": state}));
         } else {
-            println!("{name}\t{state}");
+            out!("{name}\t{state}");
         }
     }
     0
