@@ -881,3 +881,66 @@ fn interactive_bash_gets_job_control_and_ctrl_c() {
         pty.text()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Shutdown and the request socket
+
+#[test]
+fn shutdown_terminates_running_callbacks_and_their_client_gets_the_exit() {
+    let dir = TempDir::new("callbacks");
+    let callbacks = dir.file("callbacks.sh");
+    let started = dir.file("started");
+    std::fs::write(
+        &callbacks,
+        format!(
+            "CB_long() {{ trap 'exit 3' TERM; touch {}; sleep 1000 & wait; }}\n",
+            started.display()
+        ),
+    )
+    .unwrap();
+    let mut supd = Command::new(supd_bin())
+        .args(["--grace", "5s", "--service", "svc", "--socket-dir"])
+        .arg(dir.path())
+        .arg("--callbacks")
+        .arg(&callbacks)
+        .args(["--", "sleep", "1000"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let supd_pid = supd.id() as i32;
+    wait_for(Duration::from_secs(10), "the socket", || {
+        dir.file("svc-request.sock").exists().then_some(())
+    });
+    let mut client = Command::new(supd_bin())
+        .args(["ctl", "--socket-dir"])
+        .arg(dir.path())
+        .args(["send", "svc", "long"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), "the callback", || {
+        started.exists().then_some(())
+    });
+    send(supd_pid, libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let status = loop {
+        if let Some(status) = supd.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "supd still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(143), "the service's SIGTERM death");
+    let client_status = client.wait().unwrap();
+    assert_eq!(
+        client_status.code(),
+        Some(3),
+        "the callback's exit reached its client"
+    );
+    assert!(
+        !dir.file("svc-request.sock").exists(),
+        "socket file removed"
+    );
+}

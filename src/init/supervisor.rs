@@ -135,6 +135,11 @@ impl Supervisor {
                     self.reaper.reap();
                     if let Some(server) = &self.server {
                         server.close();
+                        // Give the request server's tasks a few turns to send the last
+                        // callbacks' exit events to their clients.
+                        for _ in 0..16 {
+                            tokio::task::yield_now().await;
+                        }
                     }
                     return code;
                 }

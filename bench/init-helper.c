@@ -1,0 +1,208 @@
+/* Helper for bench/init.sh: the services and the drivers that measure an init.
+ *
+ *   init-helper orphans N             service: make N double-forked orphans, then wait
+ *                                     until every one of them has been reaped (only PID 1
+ *                                     and this process left in /proc); exit 0.
+ *   init-helper sigchild FIFO         service: write CLOCK_MONOTONIC (ns, 8 bytes) to FIFO
+ *                                     from its SIGUSR1 handler; exit 0 on SIGTERM.
+ *   init-helper siglat N INIT...      driver: run INIT... sigchild FIFO in a new PID
+ *                                     namespace, send N SIGUSR1 to the init, print the
+ *                                     latencies kill() -> child's handler (us), one a line.
+ *   init-helper shutdown N INIT...    driver: N times, start INIT... sleep 1000 in a new
+ *                                     PID namespace, SIGTERM the init, print the time
+ *                                     until unshare has exited (us), one a line.
+ *
+ * INIT... is the init's command line up to and including its "--" (if it takes one);
+ * the driver appends the service. Build: gcc -O2 -o init-helper init-helper.c
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what) {
+    perror(what);
+    exit(1);
+}
+
+/* ---- orphans ---- */
+
+static int others_left(void) {
+    DIR *dir = opendir("/proc");
+    if (!dir) die("opendir /proc");
+    int left = 0, self = getpid();
+    struct dirent *e;
+    while ((e = readdir(dir))) {
+        int pid = atoi(e->d_name);
+        if (pid > 1 && pid != self) left++;
+    }
+    closedir(dir);
+    return left;
+}
+
+static int orphans(int n) {
+    for (int i = 0; i < n; i++) {
+        pid_t child = fork();
+        if (child < 0) die("fork");
+        if (child == 0) {
+            /* Both the child and the grandchild _exit at once; the grandchild, orphaned,
+             * is re-parented to the init, which must reap it. */
+            if (fork() < 0) _exit(1);
+            _exit(0);
+        }
+        waitpid(child, NULL, 0);
+        /* the grandchild exits at once; its zombie is the init's to reap */
+    }
+    while (others_left() > 0) usleep(200);
+    return 0;
+}
+
+/* ---- sigchild ---- */
+
+static int fifo_fd = -1;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    int64_t t = now_ns();
+    (void)!write(fifo_fd, &t, sizeof t);
+}
+
+static void on_term(int sig) {
+    (void)sig;
+    _exit(0);
+}
+
+static int sigchild(const char *fifo) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    fifo_fd = open(fifo, O_WRONLY); /* blocks until the driver reads: the handshake */
+    if (fifo_fd < 0) die("open fifo");
+    int64_t ready = 0;
+    if (write(fifo_fd, &ready, sizeof ready) != sizeof ready) die("write ready");
+    for (;;) pause();
+    return 0;
+}
+
+/* ---- drivers ---- */
+
+/* Start unshare --pid --fork --mount-proc INIT... SERVICE...; return unshare's pid. */
+static pid_t start(char **init, int ninit, char **service, int nservice) {
+    char **argv = calloc(ninit + nservice + 5, sizeof *argv);
+    int k = 0;
+    argv[k++] = "unshare";
+    argv[k++] = "--pid";
+    argv[k++] = "--fork";
+    argv[k++] = "--mount-proc";
+    for (int i = 0; i < ninit; i++) argv[k++] = init[i];
+    for (int i = 0; i < nservice; i++) argv[k++] = service[i];
+    argv[k] = NULL;
+    pid_t pid = fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    free(argv);
+    return pid;
+}
+
+/* The first child of `pid` (its main thread's), waiting for it to appear. */
+static pid_t child_of(pid_t pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", pid, pid);
+    for (int tries = 0; tries < 100000; tries++) {
+        FILE *f = fopen(path, "r");
+        int child = 0;
+        if (f) {
+            if (fscanf(f, "%d", &child) != 1) child = 0;
+            fclose(f);
+        }
+        if (child > 0) return child;
+        usleep(100);
+    }
+    fprintf(stderr, "no child of %d\n", pid);
+    exit(1);
+}
+
+static int comm_is(pid_t pid, const char *name) {
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    if (!fgets(comm, sizeof comm, f)) comm[0] = 0;
+    fclose(f);
+    comm[strcspn(comm, "\n")] = 0;
+    return strcmp(comm, name) == 0;
+}
+
+static int siglat(int n, char **init, int ninit, const char *self) {
+    char dir[] = "/tmp/init-bench-XXXXXX";
+    if (!mkdtemp(dir)) die("mkdtemp");
+    char fifo[128];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    if (mkfifo(fifo, 0600) < 0) die("mkfifo");
+    char *service[] = {(char *)self, "sigchild", fifo};
+    pid_t unshare = start(init, ninit, service, 3);
+    int fd = open(fifo, O_RDONLY);
+    if (fd < 0) die("open fifo");
+    int64_t t;
+    if (read(fd, &t, sizeof t) != sizeof t) die("read ready");
+    pid_t init_pid = child_of(unshare);
+    for (int i = 0; i < n; i++) {
+        int64_t t0 = now_ns();
+        if (kill(init_pid, SIGUSR1) < 0) die("kill");
+        if (read(fd, &t, sizeof t) != sizeof t) die("read");
+        printf("%.1f\n", (t - t0) / 1000.0);
+    }
+    kill(init_pid, SIGTERM);
+    waitpid(unshare, NULL, 0);
+    unlink(fifo);
+    rmdir(dir);
+    return 0;
+}
+
+static int shutdown_latency(int n, char **init, int ninit) {
+    char *service[] = {"sleep", "1000"};
+    for (int i = 0; i < n; i++) {
+        pid_t unshare = start(init, ninit, service, 2);
+        pid_t init_pid = child_of(unshare);
+        pid_t svc = child_of(init_pid);
+        while (!comm_is(svc, "sleep")) usleep(100);
+        usleep(2000); /* let the init settle in its loop */
+        int64_t t0 = now_ns();
+        kill(init_pid, SIGTERM);
+        waitpid(unshare, NULL, 0);
+        printf("%.1f\n", (now_ns() - t0) / 1000.0);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "orphans") == 0) return orphans(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "sigchild") == 0) return sigchild(argv[2]);
+    if (argc >= 4 && strcmp(argv[1], "siglat") == 0)
+        return siglat(atoi(argv[2]), argv + 3, argc - 3, argv[0]);
+    if (argc >= 4 && strcmp(argv[1], "shutdown") == 0)
+        return shutdown_latency(atoi(argv[2]), argv + 3, argc - 3);
+    fprintf(stderr, "usage: see the comment at the top of init-helper.c\n");
+    return 2;
+}
