@@ -294,6 +294,15 @@ fn legacy_half_close_ping_and_text_form() {
     );
     assert!(lines[0].starts_with("lib=yes service=svc-legacy action=hello supd_pid="));
     assert!(!Path::new("/x").exists() && !supd.marks().join("x").exists());
+    // A client that starts a request and goes quiet is answered after 5 s.
+    let start = Instant::now();
+    let reply = events(&supd.raw(b"root pi", false));
+    let waited = start.elapsed();
+    assert_eq!(reply[0]["kind"], "bad-request", "{reply:?}");
+    assert!(
+        waited >= Duration::from_millis(4900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
     // One request a connection: a second line is never read, let alone run.
     let second = supd.marks().join("second-line");
     let request = format!("root hello\ntouch {}\n", second.display());
@@ -584,10 +593,11 @@ fn floods_of_bad_and_idle_connections_change_nothing() {
 
 #[test]
 fn peer_credentials_socket_mode_and_ownership() {
-    // Default mode 0660.
-    let supd = Supd::start("mode", &[]);
+    // Default mode 0660; --socket-group sets the group.
+    let supd = Supd::start("mode", &["--socket-group", "65534"]);
     let meta = std::fs::metadata(supd.socket()).unwrap();
     assert_eq!(meta.mode() & 0o7777, 0o660);
+    assert_eq!(meta.gid(), 65534);
     drop(supd);
 
     // --allow-uid: uid 65534 is refused (77); root always passes.
