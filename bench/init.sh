@@ -59,15 +59,27 @@ pct() { sort -g | awk -v p="$1" '{ v[NR] = $1 } END { i = int((p / 100) * NR + 0
 
 # --- 1. startup overhead ----------------------------------------------------------------
 echo "startup (hyperfine)..." >&2
+# The machine may be busy with other work: run the commands in interleaved blocks (each
+# block runs every command) and pool each command's run times over all blocks, so that a
+# burst of background load does not land on one init only.
 cmds=("$U /bin/true")
 for n in "${NAMES[@]}"; do cmds+=("$U $(init_cmd "$n") /bin/true"); done
-hyperfine -N --warmup 30 --runs 400 --export-json "$work/startup.json" "${cmds[@]}" >/dev/null 2>&1
-bare=$(jq '.results[0].median' "$work/startup.json")
-bare_min=$(jq '.results[0].min' "$work/startup.json")
+BLOCKS=${BLOCKS:-6}
+for b in $(seq "$BLOCKS"); do
+    hyperfine -N --warmup 10 --runs 70 --export-json "$work/startup-$b.json" "${cmds[@]}" >/dev/null 2>&1
+done
+# stat INDEX median|min -> seconds, over the pooled run times of command INDEX
+stat() {
+    jq -s --argjson i "$1" --arg what "$2" '
+        [.[].results[$i].times[]] | sort
+        | if $what == "min" then .[0] else .[(length / 2 | floor)] end' "$work"/startup-*.json
+}
+bare=$(stat 0 median)
+bare_min=$(stat 0 min)
 i=1
 for n in "${NAMES[@]}"; do
-    med=$(jq ".results[$i].median" "$work/startup.json")
-    min=$(jq ".results[$i].min" "$work/startup.json")
+    med=$(stat $i median)
+    min=$(stat $i min)
     R[startup:$n]=$(echo "($med - $bare) * 1000000" | bc -l | xargs printf '%.0f')
     R[startupmin:$n]=$(echo "($min - $bare_min) * 1000000" | bc -l | xargs printf '%.0f')
     i=$((i + 1))
@@ -187,9 +199,10 @@ section=$work/section.md
     row "shutdown latency p99" down99 " µs" ""
     row "binary size" size "" "≤ 3 MiB, static" sizeb
     echo
-    echo "supd statically linked: $supd_static. Startup: hyperfine \`-N\`, 30 warm-ups + 400" \
-        "runs each, overhead = median(INIT -- /bin/true) − median(/bin/true), both inside" \
-        "unshare. Idle: \`INIT -- sleep\`, VmRSS and voluntary+nonvoluntary context switches" \
+    echo "supd statically linked: $supd_static. Startup: hyperfine \`-N\`, $BLOCKS interleaved" \
+        "blocks of 10 warm-ups + 70 runs of every command, run times pooled; overhead =" \
+        "median(INIT -- /bin/true) − median(/bin/true), both inside unshare (the machine" \
+        "is shared: load from other work shows up as noise). Idle: \`INIT -- sleep\`, VmRSS and voluntary+nonvoluntary context switches" \
         "of the init from /proc after 1 s of settling. Reap: the service forks $ORPHANS" \
         "double-forked orphans and exits once /proc holds only PID 1 and itself; this" \
         "includes the forks, identical for every init. Signals: $SIGNALS × SIGUSR1 to the" \

@@ -539,7 +539,12 @@ fn term_ignoring_service_is_killed_at_the_end_of_grace() {
             ready.display()
         );
         let mut supd = Supd::start(mode, |c| {
-            c.args(["--grace", "1s", "--", "sh", "-c", &script]);
+            // The option, or its environment variable (SUPD_GRACE), alike.
+            match mode {
+                Mode::Pid1 => c.args(["--grace", "1s"]),
+                Mode::Subreaper => c.env("SUPD_GRACE", "1s"),
+            };
+            c.args(["--", "sh", "-c", &script]);
         });
         wait_for(Duration::from_secs(10), "ready", || {
             ready.exists().then_some(())
