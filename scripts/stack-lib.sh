@@ -62,7 +62,16 @@ build_images() {
         fi
     fi
     say "docker build -t $SUPD_IMAGE (base $SUPD_BASE)"
-    docker build -q --build-arg BASE="$SUPD_BASE" -t "$SUPD_IMAGE" "$STACK_ROOT" >/dev/null
+    # Output only on failure (the legacy builder also warns that it is deprecated).
+    local log
+    log=$(mktemp)
+    if ! docker build --build-arg BASE="$SUPD_BASE" -t "$SUPD_IMAGE" "$STACK_ROOT" >"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        rm -f "$log"
+        say "docker build failed"
+        return 1
+    fi
+    rm -f "$log"
 }
 
 # make_data_dirs DIR: the bind-mount sources compose would otherwise create as root dirs
