@@ -55,8 +55,17 @@ trap 'exit 130' INT TERM
 # A step that breaks outside a check still says where, before set -e ends the run.
 trap 'fail "unexpected error at line $LINENO: $BASH_COMMAND"' ERR
 
+# free_port: a loopback port nothing listens on (the kernel's pick when python3 exists).
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+        return
+    fi
+    local port
+    while :; do
+        port=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
 }
 export WEB_PORT=${WEB_PORT_E2E:-$(free_port)}
 
