@@ -16,7 +16,7 @@ build:
 release:
 	scripts/setup-tools.sh
 	cargo build --locked --release --target $(MUSL_TARGET)
-	file $(SUPD_RELEASE) | grep -q 'statically linked'
+	file $(SUPD_RELEASE) | grep -qE 'statically linked|static-pie linked'
 
 # Start the example stack (base image built offline the first time).
 up:
