@@ -61,6 +61,8 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// What every run needs to know.
 pub struct Settings {
+    /// bash, resolved once through $PATH at startup (see [`find_bash`]).
+    pub bash: PathBuf,
     pub service: String,
     pub callbacks: PathBuf,
     pub callback_lib: PathBuf,
@@ -76,7 +78,7 @@ impl Settings {
     }
 
     fn command(&self, script: &str) -> Command {
-        let mut command = Command::new("bash");
+        let mut command = Command::new(&self.bash);
         command
             .arg("-c")
             .arg(script)
@@ -94,6 +96,18 @@ impl Settings {
         spawn::prepare(&mut command, Group::Background);
         command
     }
+}
+
+/// The first `bash` on $PATH, so that each callback's exec does not walk $PATH again;
+/// plain `bash` (resolved at spawn time) when there is none yet.
+pub fn find_bash() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("bash"))
+                .find(|candidate| candidate.is_file())
+        })
+        .unwrap_or_else(|| PathBuf::from("bash"))
 }
 
 /// The queue between a run and the connection that asked for it, bounded in bytes.

@@ -153,6 +153,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     );
     let state = Rc::new(State {
         settings: Settings {
+            bash: callbacks::find_bash(),
             service,
             callbacks: args.callbacks.clone(),
             callback_lib: args.callback_lib.clone(),
