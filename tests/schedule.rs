@@ -1562,3 +1562,86 @@ mod runner {
         assert_eq!(out.status.code(), Some(66));
     }
 }
+
+/// As PID 1 of a PID namespace (the scheduler container), the scheduler reaps orphans.
+#[test]
+fn scheduler_as_pid1_reaps_orphans_and_stops_on_sigterm() {
+    use std::time::{Duration, Instant};
+    let dir = Scratch::new("pid1");
+    let file = dir.write("schedule.cron", "@yearly svc act\n");
+    let mut unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(supd_bin())
+        .args(["scheduler", "--file"])
+        .arg(&file)
+        .arg("--socket-dir")
+        .arg(&dir.0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    /// Stops the namespace's init if the test fails half-way.
+    struct Stop(u32);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            if self.0 != 0 {
+                unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+            }
+        }
+    }
+    let mut stop = Stop(0);
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sched = loop {
+        if let Some(pid) = children(unshare.id()).first() {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            if exe == supd_bin() {
+                stop.0 = *pid;
+                break *pid;
+            }
+        }
+        assert!(Instant::now() < deadline, "scheduler did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // An orphan inside its namespace: sh starts sleep and exits at once.
+    let status = Command::new("nsenter")
+        .args([
+            "--target",
+            &sched.to_string(),
+            "--pid",
+            "--mount",
+            "--",
+            "sh",
+            "-c",
+            "sleep 1 & exit 0",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut adopted = false;
+    loop {
+        let kids = children(sched);
+        adopted |= !kids.is_empty();
+        // Gone from the children list = exited AND reaped (a zombie stays listed).
+        if adopted && kids.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphan not adopted or not reaped: {kids:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(sched as i32, libc::SIGTERM) };
+    let status = unshare.wait().unwrap();
+    stop.0 = 0;
+    assert_eq!(status.code(), Some(0));
+}

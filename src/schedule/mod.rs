@@ -44,12 +44,11 @@ fn serve(args: SchedulerArgs) -> i32 {
         crate::error!("cannot block signals", error = e);
         return 70;
     }
-    if crate::log::enabled(crate::log::Level::Warn) && !crate::log::enabled(crate::log::Level::Info)
-    {
-        crate::log::set_level(Some(crate::log::Level::Info));
-    } else if crate::log::enabled(crate::log::Level::Info) {
-        // -v: one step louder than the scheduler's default.
-        crate::log::set_level(Some(crate::log::Level::Debug));
+    use crate::log::{enabled, set_level, Level};
+    if enabled(Level::Warn) && !enabled(Level::Info) {
+        set_level(Some(Level::Info)); // the default
+    } else if enabled(Level::Info) && !enabled(Level::Debug) {
+        set_level(Some(Level::Debug)); // -v: one step louder than the default
     }
     let zone = match crontab::default_zone() {
         Ok(zone) => zone,
