@@ -35,7 +35,13 @@ cargo build --release --target "$MUSL" >&2
 SUPD=$PWD/target/$MUSL/release/supd
 
 work=$(mktemp -d /tmp/supd-bench-init.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+declare -A UNSHARE=() INITPID=()
+cleanup() {
+    # Inits still idling if we stopped half-way (cleared once they exited normally).
+    for pid in "${INITPID[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
 HELPER=$work/init-helper
 gcc -O2 -Wall -o "$HELPER" bench/init-helper.c
 
@@ -68,18 +74,18 @@ BLOCKS=${BLOCKS:-6}
 for b in $(seq "$BLOCKS"); do
     hyperfine -N --warmup 10 --runs 70 --export-json "$work/startup-$b.json" "${cmds[@]}" >/dev/null 2>&1
 done
-# stat INDEX median|min -> seconds, over the pooled run times of command INDEX
-stat() {
+# pooled INDEX median|min -> seconds, over the pooled run times of command INDEX
+pooled() {
     jq -s --argjson i "$1" --arg what "$2" '
         [.[].results[$i].times[]] | sort
         | if $what == "min" then .[0] else .[(length / 2 | floor)] end' "$work"/startup-*.json
 }
-bare=$(stat 0 median)
-bare_min=$(stat 0 min)
+bare=$(pooled 0 median)
+bare_min=$(pooled 0 min)
 i=1
 for n in "${NAMES[@]}"; do
-    med=$(stat $i median)
-    min=$(stat $i min)
+    med=$(pooled $i median)
+    min=$(pooled $i min)
     R[startup:$n]=$(echo "($med - $bare) * 1000000" | bc -l | xargs printf '%.0f')
     R[startupmin:$n]=$(echo "($min - $bare_min) * 1000000" | bc -l | xargs printf '%.0f')
     i=$((i + 1))
@@ -88,17 +94,21 @@ bare_us=$(echo "$bare * 1000000" | bc -l | xargs printf '%.0f')
 
 # --- 2. idle RSS and context switches -------------------------------------------------
 echo "idle ${IDLE_SECONDS}s..." >&2
-declare -A UNSHARE INITPID
 for n in "${NAMES[@]}"; do
-    # shellcheck disable=SC2046
-    $U $(init_cmd "$n") sleep 100000 </dev/null &
+    read -ra cmd <<<"$U $(init_cmd "$n") sleep 100000"
+    # exec: $! is then unshare itself, not a subshell around it.
+    (exec "${cmd[@]}" </dev/null) &
     UNSHARE[$n]=$!
 done
+# The init: unshare's child, once it has exec'd (no longer named unshare).
 child_of() {
-    local c=""
+    local c="" comm=""
     for _ in $(seq 500); do
         c=$(cut -d' ' -f1 "/proc/$1/task/$1/children" 2>/dev/null || true)
-        [ -n "$c" ] && break
+        if [ -n "$c" ]; then
+            comm=$(cat "/proc/$c/comm" 2>/dev/null || true)
+            [ -n "$comm" ] && [ "$comm" != unshare ] && break
+        fi
         sleep 0.01
     done
     echo "$c"
@@ -116,6 +126,7 @@ for n in "${NAMES[@]}"; do
     kill -TERM "$pid"
 done
 for n in "${NAMES[@]}"; do wait "${UNSHARE[$n]}" || true; done
+INITPID=()
 
 # --- 3. reaping 5,000 orphans -----------------------------------------------------------
 echo "reaping $ORPHANS orphans..." >&2
@@ -176,6 +187,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 supd_static=$(file -L "$SUPD" | grep -q 'statically linked\|static-pie linked' && echo yes || echo NO)
 section=$work/section.md
 {
+    echo "<!-- init:begin (bench/init.sh rewrites this section up to init:end) -->"
     echo "## Init"
     echo
     echo "supd as PID 1 next to tini $(tini --version 2>&1 | awk '{print $3; exit}'), dumb-init" \
@@ -210,14 +222,23 @@ section=$work/section.md
         "fifo; \`bench/init-helper.c\`). Shutdown: $SHUTDOWNS runs, time from kill(init," \
         "SIGTERM) until unshare is reaped (includes namespace teardown)."
     echo
+    echo "<!-- init:end -->"
 } >"$section"
 
+# Replace our section in place: between the init markers, or (older files) from
+# "## Init" up to the next heading or marker; append it when absent. Other sections and
+# their markers are left alone.
 results=bench/RESULTS.md
-if [ -f "$results" ]; then
-    # Drop the old "## Init" section (up to the next "## " heading), keep the rest.
-    awk '/^## / { skip = ($0 == "## Init") } !skip' "$results" >"$work/rest.md"
-else
-    printf '# Benchmarks\n\n' >"$work/rest.md"
-fi
-cat "$work/rest.md" "$section" >"$results"
+[ -f "$results" ] || printf '# Benchmarks\n\n' >"$results"
+awk -v section="$section" '
+    BEGIN { while ((getline line < section) > 0) body = body line "\n" }
+    /^<!-- init:begin/ { if (!done) printf "%s", body; done = 1; inside = 1; next }
+    inside { if (/^<!-- init:end/) inside = 0; next }
+    !done && $0 == "## Init" { printf "%s", body; done = 1; legacy = 1; next }
+    legacy && (/^## / || /^<!--/) { legacy = 0 }
+    legacy { next }
+    { print }
+    END { if (!done) printf "\n%s", body }
+' "$results" >"$work/results.md"
+cat "$work/results.md" >"$results"
 cat "$section"
