@@ -141,16 +141,17 @@ fn parse_line(
         return lookup_zone(unquote(value), db).map(Line::Zone);
     }
     let words: Vec<&str> = trimmed.split(is_blank).filter(|w| !w.is_empty()).collect();
-    let (schedule, names) = if words[0].starts_with('@') {
+    let first = words.first().copied().unwrap_or_default();
+    let (schedule, names) = if first.starts_with('@') {
         if !(3..=4).contains(&words.len()) {
             return Err(format!(
                 "expected @macro [USER] SERVICE ACTION (3 or 4 words), got {} words",
                 words.len()
             ));
         }
-        let fields = expand_macro(words[0])?;
+        let fields = expand_macro(first)?;
         let mut schedule = Schedule::parse(fields)?;
-        schedule.text = words[0].to_string();
+        schedule.text = first.to_string();
         (schedule, &words[1..])
     } else {
         if !(7..=8).contains(&words.len()) {
@@ -160,8 +161,10 @@ fn parse_line(
                 if words.len() == 1 { "" } else { "s" }
             ));
         }
-        let schedule = Schedule::from_fields([words[0], words[1], words[2], words[3], words[4]])?;
-        (schedule, &words[5..])
+        let (fields, names) = words.split_at(5);
+        let schedule =
+            Schedule::from_fields([fields[0], fields[1], fields[2], fields[3], fields[4]])?;
+        (schedule, names)
     };
     let (user, service, action) = match names {
         [service, action] => ("root", *service, *action),

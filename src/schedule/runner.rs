@@ -217,7 +217,9 @@ fn tick(planner: &mut Planner, shared: &Rc<Shared>, origin: Instant) {
         ),
     }
     for skip in &plan.skips {
-        let job = &planner.entries[skip.index].job;
+        let Some(job) = planner.entries.get(skip.index).map(|e| &e.job) else {
+            continue;
+        };
         crate::warn!(
             "job skipped",
             job = format!("{}:{}", shared.file, job.line),
