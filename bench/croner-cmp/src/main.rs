@@ -30,10 +30,14 @@ fn main() {
     let starts: Vec<Timestamp> = {
         // 2000 start times spread over 2026 (deterministic LCG).
         let mut x: u64 = 0x1234_5678;
-        let base = Timestamp::from_str("2026-01-01T00:00:00Z").unwrap().as_second();
+        let base = Timestamp::from_str("2026-01-01T00:00:00Z")
+            .unwrap()
+            .as_second();
         (0..2000)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 Timestamp::from_second(base + ((x >> 33) % (365 * 86_400)) as i64).unwrap()
             })
             .collect()
@@ -43,7 +47,10 @@ fn main() {
     for zone in ["UTC", "Europe/London", "America/New_York"] {
         let tz = db.get(zone).unwrap();
         let schedules: Vec<Schedule> = EXPRS.iter().map(|e| Schedule::parse(e).unwrap()).collect();
-        let crons: Vec<croner::Cron> = EXPRS.iter().map(|e| croner::Cron::from_str(e).unwrap()).collect();
+        let crons: Vec<croner::Cron> = EXPRS
+            .iter()
+            .map(|e| croner::Cron::from_str(e).unwrap())
+            .collect();
         let zoned: Vec<jiff::Zoned> = starts.iter().map(|t| t.to_zoned(tz.clone())).collect();
         let n = (EXPRS.len() * starts.len()) as f64;
         let mut ours = Vec::with_capacity(n as usize);
