@@ -782,20 +782,19 @@ fn foreground_process(root: i32, comm: &str) -> Option<i32> {
     None
 }
 
-#[test]
-fn interactive_bash_gets_job_control_and_ctrl_c() {
+/// Start `program args` as the leader of a new session whose controlling terminal is a
+/// fresh pty (what a container runtime does with `-t`); the pty's output is collected.
+fn spawn_in_pty(program: &Path, args: &[&str]) -> (Child, Pty) {
     let pty = nix::pty::openpty(None, None).unwrap();
     let slave = std::fs::File::from(pty.slave);
-    let mut command = Command::new(supd_bin());
+    let mut command = Command::new(program);
     command
-        .args(["--no-socket", "--", "bash", "--norc", "--noprofile", "-i"])
+        .args(args)
         .env("PS1", "$ ")
         .env("TERM", "dumb")
         .stdin(slave.try_clone().unwrap())
         .stdout(slave.try_clone().unwrap())
         .stderr(slave.try_clone().unwrap());
-    // Like a container runtime with -t: supd leads a new session whose controlling
-    // terminal is the pty.
     unsafe {
         command.pre_exec(|| {
             if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
@@ -804,7 +803,7 @@ fn interactive_bash_gets_job_control_and_ctrl_c() {
             Ok(())
         });
     }
-    let mut child = command.spawn().unwrap();
+    let child = command.spawn().unwrap();
     drop(slave);
     let master = std::fs::File::from(pty.master);
     let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -823,7 +822,16 @@ fn interactive_bash_gets_job_control_and_ctrl_c() {
             }
         });
     }
-    let mut pty = Pty { master, output };
+    (child, Pty { master, output })
+}
+
+#[test]
+fn interactive_bash_gets_job_control_and_ctrl_c() {
+    // `docker run -it IMAGE bash`: supd leads the session, bash is its service.
+    let (mut child, mut pty) = spawn_in_pty(
+        &supd_bin(),
+        &["--no-socket", "--", "bash", "--norc", "--noprofile", "-i"],
+    );
     let supd = child.id() as i32;
 
     // $(( )) so that we match bash's answer, not the echo of what we typed.
@@ -948,4 +956,112 @@ fn shutdown_terminates_running_callbacks_and_their_client_gets_the_exit() {
         !dir.file("svc-request.sock").exists(),
         "socket file removed"
     );
+}
+
+#[test]
+fn ctrl_z_stops_supd_run_from_an_interactive_shell() {
+    // supd as a job of an interactive shell, stdin not a terminal: supd (not the service)
+    // is the terminal's foreground group and receives Ctrl-Z/Ctrl-C itself. Ctrl-Z must
+    // stop the service and supd (the shell gets its prompt back), `fg` continue both,
+    // and Ctrl-C end the service (supd exits 130).
+    let (mut shell, mut pty) = spawn_in_pty(Path::new("bash"), &["--norc", "--noprofile", "-i"]);
+    let shell_pid = shell.id() as i32;
+    pty.write(b"echo ready$((20+1))\n");
+    pty.expect("ready21");
+    let line = format!(
+        "{} --no-socket -- sleep 1000 </dev/null\n",
+        supd_bin().display()
+    );
+    pty.write(line.as_bytes());
+    let supd = wait_for(Duration::from_secs(10), "supd in the foreground", || {
+        foreground_process(shell_pid, "supd")
+    });
+    let service = wait_for(Duration::from_secs(10), "the service", || {
+        children_of(supd).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    });
+    let state = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().chars().next())
+            })
+            .flatten()
+    };
+    pty.write(b"\x1a");
+    pty.expect("Stopped");
+    wait_for(Duration::from_secs(10), "both stopped", || {
+        (state(supd) == Some('T') && state(service) == Some('T')).then_some(())
+    });
+    pty.write(b"fg\n");
+    wait_for(Duration::from_secs(10), "both running again", || {
+        (state(supd) == Some('S') && state(service) == Some('S')).then_some(())
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "supd in the foreground again",
+        || foreground_process(shell_pid, "supd"),
+    );
+    pty.write(b"\x03");
+    wait_for(Duration::from_secs(10), "supd gone", || {
+        (!alive(supd)).then_some(())
+    });
+    pty.write(b"echo status$?\n");
+    pty.expect("status130");
+    pty.write(b"exit 0\n");
+    let _ = shell.wait();
+}
+
+// ---------------------------------------------------------------------------------------
+// Logging and idleness
+
+#[test]
+fn quiet_by_default_and_says_subreaper_once_at_debug() {
+    for mode in MODES {
+        let (code, stderr) = run(mode, &["--", "true"]);
+        assert_eq!(code, 0);
+        assert_eq!(stderr, "", "{mode:?}: nothing logged by default");
+        let (code, stderr) = run(mode, &["-vv", "--", "true"]);
+        assert_eq!(code, 0);
+        let said = stderr.matches("child subreaper").count();
+        let expected = usize::from(mode == Mode::Subreaper);
+        assert_eq!(said, expected, "{mode:?}: {stderr}");
+        assert!(
+            stderr.lines().all(|l| l.contains(" supd[")),
+            "{mode:?}: {stderr}"
+        );
+    }
+}
+
+fn context_switches(pid: i32) -> u64 {
+    ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
+        .iter()
+        .map(|f| status_field(pid, f).parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn idle_supd_makes_no_wakeups() {
+    for mode in MODES {
+        let mut supd = Supd::start(mode, |c| {
+            c.args(["--", "sleep", "1000"]);
+        });
+        let service = supd.service();
+        wait_for(Duration::from_secs(10), "service exec", || {
+            std::fs::read_to_string(format!("/proc/{service}/comm"))
+                .ok()
+                .filter(|c| c.trim() == "sleep")
+        });
+        // A measuring window, not a synchronisation: any timer or polling loop would
+        // wake supd at least once in it. (200 ms first for supd to reach its loop.)
+        std::thread::sleep(Duration::from_millis(200));
+        let before = context_switches(supd.pid);
+        std::thread::sleep(Duration::from_millis(1500));
+        let after = context_switches(supd.pid);
+        assert_eq!(after, before, "{mode:?}: supd woke up while idle");
+        supd.signal(libc::SIGTERM);
+        assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(143));
+    }
 }

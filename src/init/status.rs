@@ -44,6 +44,11 @@ pub fn is_terminating(signal: i32) -> bool {
     matches!(signal, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT)
 }
 
+/// Job-control stops a terminal sends to its foreground process group.
+pub fn is_tty_stop(signal: i32) -> bool {
+    matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
+}
+
 /// A signal's name for logs (`SIGTERM`), or its number for real-time signals.
 pub fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
@@ -111,6 +116,8 @@ mod tests {
         assert!(!is_terminating(libc::SIGHUP));
         assert!(!is_terminating(libc::SIGUSR1));
         assert!(!is_terminating(libc::SIGWINCH));
+        assert!(is_tty_stop(libc::SIGTSTP));
+        assert!(!is_tty_stop(libc::SIGSTOP));
         assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
         assert_eq!(signal_name(40), "signal 40");
     }

@@ -182,6 +182,14 @@ impl Supervisor {
             // A stopped service cannot act on the signal until it is continued.
             self.forward(libc::SIGCONT);
             self.start_grace(status::signal_name(signal));
+        } else if status::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {
+            // Ctrl-Z on a terminal where supd, not the service, is the foreground group
+            // (run from an interactive shell with stdin redirected): the service is
+            // stopped by the forward above; now stop supd too, so that the user's shell
+            // sees the job stop and gets the terminal back. `fg` continues supd with
+            // SIGCONT, which is forwarded like any other signal (dumb-init does the
+            // same). PID 1 cannot be stopped and never tries.
+            shutdown::send(self.own_pid, libc::SIGSTOP);
         }
     }
 
