@@ -968,7 +968,6 @@ fn calendar_equals_brute_force_reference() {
         "America/Santiago",
         "Asia/Kolkata",
     ];
-    let mut rng = Rng(0x5eed_cafe_f00d_0001);
     let start: Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
     let end: Timestamp = "2030-01-01T00:00:00Z".parse().unwrap();
     let transitions: Vec<Vec<i64>> = zones
@@ -982,7 +981,16 @@ fn calendar_equals_brute_force_reference() {
         })
         .collect();
     let window = 24 * 3600;
-    let cases = 2000;
+    // SCHEDULE_PROPTEST_CASES=100000 for a longer run (e.g. with --release).
+    let cases: usize = std::env::var("SCHEDULE_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let seed: u64 = std::env::var("SCHEDULE_PROPTEST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_cafe_f00d_0001);
+    let mut rng = Rng(seed);
     let (mut compared, mut fired) = (0, 0);
     for case in 0..cases {
         let zi = rng.below(zones.len() as u64) as usize;
