@@ -347,10 +347,18 @@ fn read_lines(path: &Path) -> Vec<String> {
 }
 
 /// Start the record-signals fixture under supd and wait for its ready file(s).
-fn start_recorder(mode: Mode, dir: &TempDir, extra: &[&str], exit_on: &str, spawn: bool) -> Supd {
+fn start_recorder(
+    mode: Mode,
+    dir: &TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    exit_on: &str,
+    spawn: bool,
+) -> Supd {
     let script = fixture("record-signals.sh");
     let supd = Supd::start(mode, |c| {
-        c.args(extra)
+        c.envs(env.iter().copied())
+            .args(extra)
             .args(["--", "bash"])
             .arg(&script)
             .arg(dir.path())
@@ -368,7 +376,7 @@ fn start_recorder(mode: Mode, dir: &TempDir, extra: &[&str], exit_on: &str, spaw
 fn each_signal_reaches_service_and_group(mode: Mode) {
     let dir = TempDir::new("signals");
     // A long grace: INT and QUIT start it, but the fixture only exits on TERM.
-    let mut supd = start_recorder(mode, &dir, &["--grace", "60s"], "TERM", true);
+    let mut supd = start_recorder(mode, &dir, &["--grace", "60s"], &[], "TERM", true);
     let mut expected = Vec::new();
     for (name, signal) in SIGNALS {
         supd.signal(signal);
@@ -414,6 +422,7 @@ fn single_child_spares_the_grandchild() {
             mode,
             &dir,
             &["--single-child", "--grace", "5s"],
+            &[],
             "TERM",
             true,
         );
@@ -449,17 +458,25 @@ fn single_child_spares_the_grandchild() {
 fn rewrite_term_to_quit() {
     for mode in MODES {
         let dir = TempDir::new("rewrite");
-        let mut supd = start_recorder(
-            mode,
-            &dir,
-            &["--rewrite", "TERM:QUIT", "--grace", "5s"],
-            "QUIT",
-            false,
-        );
+        let rewrite = "TERM:QUIT,USR1:USR2";
+        // The option, or its environment variable (SUPD_REWRITE), alike.
+        let (flags, env) = match mode {
+            Mode::Pid1 => (vec!["--rewrite", rewrite], vec![]),
+            Mode::Subreaper => (vec![], vec![("SUPD_REWRITE", rewrite)]),
+        };
+        let mut supd = start_recorder(mode, &dir, &flags, &env, "QUIT", false);
+        supd.signal(libc::SIGUSR1);
+        wait_for(Duration::from_secs(10), "USR1 rewritten", || {
+            (!read_lines(&dir.file("service.log")).is_empty()).then_some(())
+        });
         supd.signal(libc::SIGTERM);
         let status = supd.wait(Duration::from_secs(4));
         assert_eq!(status.code(), Some(0), "{mode:?}");
-        assert_eq!(read_lines(&dir.file("service.log")), ["QUIT"], "{mode:?}");
+        assert_eq!(
+            read_lines(&dir.file("service.log")),
+            ["USR2", "QUIT"],
+            "{mode:?}"
+        );
     }
 }
 
