@@ -1,9 +1,11 @@
-//! The event loop of the init: one `select!` over three sources.
+//! The event loop of the init: one `select!` over two sources.
 //!
 //! - the signalfd: SIGCHLD reaps, every other signal is rewritten and forwarded, and a
-//!   terminating one (TERM, INT, QUIT after rewrite) starts the grace period;
-//! - the main child's exit (delivered by the reaper): the rest (callbacks, stragglers)
-//!   get SIGTERM and the grace period starts, if it has not already;
+//!   terminating one (TERM, INT, QUIT after rewrite) starts the grace period. Right
+//!   after each reap supd checks whether the main child was among the reaped (not on a
+//!   later turn: once reaped, its pid may be reused, and a signal forwarded in between
+//!   could hit a stranger). When it was, the rest (callbacks, stragglers) get SIGTERM
+//!   and the grace period starts, if it has not already;
 //! - the grace deadline, a timer that exists only while shutting down (an idle supd
 //!   makes no wakeups): SIGKILL to everything left, retried every 100 ms until the last
 //!   child is reaped.
@@ -98,11 +100,12 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         rewrite: init.rewrite,
         server,
         reaper,
+        main_exit,
         main_status: None,
         deadline: None,
         killing: false,
     };
-    let code = supervisor.run(&mut signals, main_exit).await;
+    let code = supervisor.run(&mut signals).await;
     let code = status::remap_exit(code, &init.remap_exit);
     crate::debug!("exiting", status = code);
     code
@@ -118,6 +121,8 @@ struct Supervisor {
     rewrite: Vec<(i32, i32)>,
     server: Option<ServerHandle>,
     reaper: Rc<Reaper>,
+    /// Where the reaper delivers the main child's exit.
+    main_exit: oneshot::Receiver<Exit>,
     /// The main child's exit status (after the 128+N rule), once it has exited.
     main_status: Option<i32>,
     /// End of the grace period (or next SIGKILL retry), while shutting down.
@@ -127,7 +132,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(&mut self, signals: &mut Signals, mut main_exit: oneshot::Receiver<Exit>) -> i32 {
+    async fn run(&mut self, signals: &mut Signals) -> i32 {
         loop {
             if let Some(code) = self.main_status {
                 if !reaper::has_children() {
@@ -150,11 +155,10 @@ impl Supervisor {
                     Err(err) => {
                         // Should never happen; do not spin on it.
                         crate::error!("cannot read signals", error = err);
-                        self.reaper.reap();
+                        self.reap();
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 },
-                exit = &mut main_exit, if self.main_status.is_none() => self.on_main_exit(exit),
                 () = until(self.deadline) => self.on_deadline(),
             }
         }
@@ -162,8 +166,7 @@ impl Supervisor {
 
     fn on_signal(&mut self, received: Received) {
         if received.signal == libc::SIGCHLD {
-            let reaped = self.reaper.reap();
-            crate::trace!("SIGCHLD", reaped = reaped);
+            self.reap();
             return;
         }
         if received.sender_pid == self.own_pid {
@@ -221,13 +224,28 @@ impl Supervisor {
         }
     }
 
-    fn on_main_exit(&mut self, exit: Result<Exit, oneshot::error::RecvError>) {
+    /// Collect exited children, and learn at once whether the main child was one of
+    /// them: from here on its pid may be reused, so nothing may be sent to it any more.
+    fn reap(&mut self) {
+        let reaped = self.reaper.reap();
+        crate::trace!("reaped", children = reaped);
+        if self.main_status.is_some() {
+            return;
+        }
+        match self.main_exit.try_recv() {
+            Ok(exit) => self.on_main_exit(Some(exit)),
+            Err(oneshot::error::TryRecvError::Empty) => {}
+            Err(oneshot::error::TryRecvError::Closed) => self.on_main_exit(None),
+        }
+    }
+
+    fn on_main_exit(&mut self, exit: Option<Exit>) {
         let code = match exit {
-            Ok(exit) => {
+            Some(exit) => {
                 crate::info!("service exited", pid = self.service, status = exit);
                 exit.status()
             }
-            Err(_) => {
+            None => {
                 // The reaper dropped the waiter: cannot happen while we hold the reaper.
                 crate::error!("lost the service's exit status", pid = self.service);
                 1
