@@ -91,13 +91,15 @@ impl Supd {
 
     fn spawn(dir: &Path, service: &str, extra: &[&str]) -> Child {
         let log = std::fs::File::create(dir.join(format!("supd-{}.log", unique()))).unwrap();
-        Command::new(supd_bin())
+        let mut command = Command::new(supd_bin());
+        if !extra.contains(&"--callbacks") {
+            command.arg("--callbacks").arg(fixture("callbacks.sh"));
+        }
+        command
             .arg("-v")
             .args(["--service", service])
             .arg("--socket-dir")
             .arg(dir)
-            .arg("--callbacks")
-            .arg(fixture("callbacks.sh"))
             .arg("--callback-lib")
             .arg(fixture("lib.sh"))
             .args(extra)
@@ -294,6 +296,14 @@ fn legacy_half_close_ping_and_text_form() {
     );
     assert!(lines[0].starts_with("lib=yes service=svc-legacy action=hello supd_pid="));
     assert!(!Path::new("/x").exists() && !supd.marks().join("x").exists());
+    // wait:false: `started`, then the connection closes; the callback runs on.
+    let json = br#"{"user":"root","action":"marker","args":["nowait"],"wait":false}"#;
+    let reply = events(&supd.raw(json, true));
+    assert_eq!(reply.len(), 1, "{reply:?}");
+    assert_eq!(reply[0]["event"], "started");
+    let marker = supd.marks().join("marker-nowait");
+    assert!(wait_for(Duration::from_secs(10), || marker.exists()));
+
     // A client that starts a request and goes quiet is answered after 5 s.
     let start = Instant::now();
     let reply = events(&supd.raw(b"root pi", false));
@@ -732,4 +742,43 @@ fn max_callbacks_limits_concurrency() {
     assert_eq!(first.wait().unwrap().code(), Some(0));
     let out = supd.ctl_output(&["send", &supd.service, "exit", "0"]);
     assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn broken_or_missing_callbacks_file() {
+    let dir = TempDir::new("broken");
+    // The file fails while being sourced: internal error (70), with its last stderr line.
+    let broken = fixture("broken.sh");
+    let supd = Supd::start_in(
+        dir,
+        "svc-broken",
+        &["--callbacks", broken.to_str().unwrap()],
+    );
+    let out = supd.ctl_output(&["send", &supd.service, "fine"]);
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed to load (exit 3)"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    let out = supd.ctl_output(&["list", &supd.service]);
+    assert_eq!(out.status.code(), Some(70), "{}", stderr(&out));
+    let out = supd.ctl_output(&["--json", "status", &supd.service]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["last"][0]["error"], "internal");
+    drop(supd);
+
+    // No callbacks file at all: every action is unknown (64), the built-ins still work.
+    let dir = TempDir::new("nofile");
+    let missing = dir.path().join("missing.sh");
+    let supd = Supd::start_in(
+        dir,
+        "svc-nofile",
+        &["--callbacks", missing.to_str().unwrap()],
+    );
+    let out = supd.ctl_output(&["send", &supd.service, "fine"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    let out = supd.ctl_output(&["list", &supd.service]);
+    assert_eq!((out.status.code(), stdout(&out)), (Some(0), String::new()));
 }
