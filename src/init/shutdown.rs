@@ -90,12 +90,15 @@ pub fn send(target: i32, signal: i32) {
     }
 }
 
-/// Signal every process below supd (not supd itself). Returns how many were signalled.
-pub fn signal_descendants(signal: i32) -> usize {
+/// Send each of `signals`, in order, to every process below supd (not supd itself).
+/// Returns how many processes were signalled.
+pub fn signal_descendants(signals: &[i32]) -> usize {
     let own = std::process::id() as i32;
     let pids = descendants(own);
     for pid in &pids {
-        send(*pid, signal);
+        for signal in signals {
+            send(*pid, *signal);
+        }
     }
     pids.len()
 }
@@ -107,7 +110,7 @@ pub fn kill_everything(pid1: bool) -> usize {
     if pid1 {
         send(-1, libc::SIGKILL);
     }
-    signal_descendants(libc::SIGKILL)
+    signal_descendants(&[libc::SIGKILL])
 }
 
 #[cfg(test)]

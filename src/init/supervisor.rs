@@ -197,15 +197,17 @@ impl Supervisor {
     }
 
     /// Forward to the service's process group (default) or to the main child only.
+    /// Once the main child is gone, supd is only waiting for the rest to end: signals go
+    /// to everything still below supd (found through /proc), not to the old group id,
+    /// which could be reused once its last member is gone.
     fn forward(&self, signal: i32) {
-        if self.single_child {
-            if self.main_status.is_none() {
-                shutdown::send(self.service, signal);
+        match (self.main_status.is_some(), self.single_child) {
+            (false, false) => shutdown::send(-self.service, signal),
+            (false, true) => shutdown::send(self.service, signal),
+            (true, false) => {
+                shutdown::signal_descendants(&[signal]);
             }
-        } else {
-            // The group outlives the main child while members remain, and its id cannot
-            // be reused while it exists: signalling it after the main child's exit is safe.
-            shutdown::send(-self.service, signal);
+            (true, true) => {}
         }
     }
 
@@ -263,9 +265,8 @@ impl Supervisor {
         // (start_grace also sends the callbacks SIGTERM, unless shutdown began earlier and
         // it already did.)
         self.start_grace(format!("service exited ({code})"));
-        shutdown::send(-self.service, libc::SIGTERM);
-        shutdown::send(-self.service, libc::SIGCONT);
-        let count = shutdown::signal_descendants(libc::SIGTERM);
+        // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
+        let count = shutdown::signal_descendants(&[libc::SIGTERM, libc::SIGCONT]);
         crate::debug!("terminating the rest", processes = count);
     }
 
