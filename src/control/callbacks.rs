@@ -54,6 +54,7 @@ pub const OUTBOX_LIMIT: usize = 1 << 20;
 
 /// Output printed before the handshake that is held back (the rest is only logged).
 const MAX_EARLY_LINES: usize = 256;
+const MAX_EARLY_BYTES: usize = 64 * 1024;
 
 /// After the callback's bash exits, how long to keep reading pipes that a background
 /// process it left behind may hold open.
@@ -332,6 +333,7 @@ struct Sink<'a> {
     outbox: Option<Rc<Outbox>>,
     /// Events held back until the handshake.
     early: Option<VecDeque<Event>>,
+    early_bytes: usize,
     early_dropped: usize,
     last_stderr: String,
 }
@@ -355,8 +357,17 @@ impl Sink<'_> {
         } else {
             Event::Stderr { line }
         };
+        let len = match &event {
+            Event::Stdout { line } | Event::Stderr { line } => line.len(),
+            _ => 0,
+        };
         match &mut self.early {
-            Some(early) if early.len() < MAX_EARLY_LINES => early.push_back(event),
+            Some(early)
+                if early.len() < MAX_EARLY_LINES && self.early_bytes + len <= MAX_EARLY_BYTES =>
+            {
+                self.early_bytes += len;
+                early.push_back(event)
+            }
             Some(_) => self.early_dropped += 1,
             None => self.send(&event),
         }
@@ -421,6 +432,7 @@ impl Run {
             id,
             outbox,
             early: Some(VecDeque::new()),
+            early_bytes: 0,
             early_dropped: 0,
             last_stderr: String::new(),
         };
