@@ -39,7 +39,10 @@ pub struct Cli {
     pub socket: SocketArgs,
 
     /// The service entrypoint and its arguments (default: /usr/local/sbin/entrypoint.sh).
-    #[arg(last = true, value_name = "CMD")]
+    /// `--` before CMD is optional: with `ENTRYPOINT ["/usr/sbin/supd"]`,
+    /// `docker run IMAGE bash -l` hands supd `bash -l` as is. Everything from CMD on
+    /// belongs to CMD.
+    #[arg(trailing_var_arg = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
 }
 

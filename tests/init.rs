@@ -1082,3 +1082,30 @@ fn idle_supd_makes_no_wakeups() {
         assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(143));
     }
 }
+
+#[test]
+fn cmd_without_double_dash_like_docker_run_image_cmd() {
+    // ENTRYPOINT ["/usr/sbin/supd"] + `docker run IMAGE sh -c ...`: no `--` in argv.
+    for mode in MODES {
+        let (code, _) = run(mode, &["sh", "-c", "exit 5"]);
+        assert_eq!(code, 5, "{mode:?}");
+    }
+    // Options after CMD belong to CMD.
+    let output = supd_command(Mode::Subreaper)
+        .args([
+            "--grace",
+            "1s",
+            "sh",
+            "-c",
+            "echo \"$@\"",
+            "x",
+            "-v",
+            "--grace",
+            "9",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "-v --grace 9\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}
