@@ -843,12 +843,30 @@ fn spawn_in_pty(program: &Path, args: &[&str]) -> (Child, Pty) {
 }
 
 #[test]
-fn interactive_bash_gets_job_control_and_ctrl_c() {
-    // `docker run -it IMAGE bash`: supd leads the session, bash is its service.
-    let (mut child, mut pty) = spawn_in_pty(
-        &supd_bin(),
-        &["--no-socket", "--", "bash", "--norc", "--noprofile", "-i"],
-    );
+fn interactive_bash_gets_job_control_and_ctrl_c_as_pid1() {
+    interactive_bash(Mode::Pid1);
+}
+
+#[test]
+fn interactive_bash_gets_job_control_and_ctrl_c_as_subreaper() {
+    interactive_bash(Mode::Subreaper);
+}
+
+fn interactive_bash(mode: Mode) {
+    // `docker run -it IMAGE bash`: supd (or unshare, as the runtime) leads the session,
+    // bash is supd's service.
+    let supd_path = supd_bin();
+    let mut args = vec![supd_path.to_str().unwrap()];
+    args.extend(["--no-socket", "--", "bash", "--norc", "--noprofile", "-i"]);
+    let (mut child, mut pty) = match mode {
+        Mode::Pid1 => {
+            let mut unshare_args = vec!["--pid", "--fork", "--mount-proc"];
+            unshare_args.extend(args);
+            spawn_in_pty(Path::new("unshare"), &unshare_args)
+        }
+        Mode::Subreaper => spawn_in_pty(&supd_path, &args[1..]),
+    };
+    // Where to look for bash's jobs: everything below the process we started.
     let supd = child.id() as i32;
 
     // $(( )) so that we match bash's answer, not the echo of what we typed.
