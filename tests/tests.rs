@@ -1,7 +1,7 @@
 //! Integration tests: the real binary, real processes, real sockets.
 //! One test binary (faster to link); each area is a module.
 
-mod util;
 mod control;
 mod init;
 mod schedule;
+mod util;

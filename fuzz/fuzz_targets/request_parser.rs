@@ -13,7 +13,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(request.validate().is_ok());
     assert!(protocol::valid_user(&request.user));
     assert!(protocol::valid_action(&request.action));
-    assert!(request.args.iter().all(|a| !a.chars().any(char::is_control)));
+    assert!(request
+        .args
+        .iter()
+        .all(|a| !a.chars().any(char::is_control)));
     // The function name derived from the action is a plain bash identifier.
     let function = request.function();
     assert!(function
