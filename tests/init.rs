@@ -1016,15 +1016,6 @@ fn ctrl_z_stops_supd_run_from_an_interactive_shell() {
             std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
         })
     });
-    let state = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|s| {
-                s.rsplit_once(')')
-                    .map(|(_, r)| r.trim_start().chars().next())
-            })
-            .flatten()
-    };
     pty.write(b"\x1a");
     pty.expect("Stopped");
     wait_for(Duration::from_secs(10), "both stopped", || {
@@ -1126,4 +1117,71 @@ fn cmd_without_double_dash_like_docker_run_image_cmd() {
     assert_eq!(output.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "-v --grace 9\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+}
+
+fn state(pid: i32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn stop_signals_stop_the_service_never_supd() {
+    // `docker kill -s TSTP` / `docker pause`-like use: TSTP, TTIN, TTOU are forwarded
+    // (the service stops), CONT continues it; supd itself keeps running and reaping.
+    for mode in MODES {
+        for signal in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            let mut supd = Supd::start(mode, |c| {
+                c.args(["--", "sleep", "1000"]);
+            });
+            let service = supd.service();
+            wait_for(Duration::from_secs(10), "service exec", || {
+                std::fs::read_to_string(format!("/proc/{service}/comm"))
+                    .ok()
+                    .filter(|c| c.trim() == "sleep")
+            });
+            supd.signal(signal);
+            wait_for(Duration::from_secs(10), "service stopped", || {
+                (state(service) == Some('T')).then_some(())
+            });
+            assert_ne!(state(supd.pid), Some('T'), "{mode:?}: supd stopped itself");
+            supd.signal(libc::SIGCONT);
+            wait_for(Duration::from_secs(10), "service continued", || {
+                (state(service) == Some('S')).then_some(())
+            });
+            supd.signal(libc::SIGTERM);
+            assert_eq!(
+                supd.wait(Duration::from_secs(5)).code(),
+                Some(143),
+                "{mode:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_at_end_of_grace_spares_processes_outside_supd() {
+    // As a subreaper supd must never kill(-1): that would hit every process of the user.
+    // A bystander started by the test itself (not below supd) must survive.
+    let mut bystander = Command::new("sleep").arg("1000").spawn().unwrap();
+    let dir = TempDir::new("bystander");
+    let ready = dir.file("ready");
+    let script = format!(
+        "trap '' TERM; touch {}; while :; do sleep 1; done",
+        ready.display()
+    );
+    let mut supd = Supd::start(Mode::Subreaper, |c| {
+        c.args(["--grace", "300ms", "--", "sh", "-c", &script]);
+    });
+    wait_for(Duration::from_secs(10), "ready", || {
+        ready.exists().then_some(())
+    });
+    supd.signal(libc::SIGTERM);
+    assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(137));
+    assert_eq!(
+        bystander.try_wait().unwrap(),
+        None,
+        "a process outside supd's tree was killed"
+    );
+    bystander.kill().unwrap();
+    bystander.wait().unwrap();
 }
