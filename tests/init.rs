@@ -1185,3 +1185,44 @@ fn kill_at_end_of_grace_spares_processes_outside_supd() {
     bystander.kill().unwrap();
     bystander.wait().unwrap();
 }
+
+#[test]
+fn supd_as_a_background_job_leaves_the_terminal_to_the_shell() {
+    let (mut shell, mut pty) = spawn_in_pty(Path::new("bash"), &["--norc", "--noprofile", "-i"]);
+    let shell_pid = shell.id() as i32;
+    pty.write(b"echo ready$((20+1))\n");
+    pty.expect("ready21");
+    let line = format!("{} --no-socket -- sleep 1000 &\n", supd_bin().display());
+    pty.write(line.as_bytes());
+    let supd = wait_for(Duration::from_secs(10), "supd", || {
+        children_of(shell_pid).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "supd")
+        })
+    });
+    let service = wait_for(Duration::from_secs(10), "the service", || {
+        children_of(supd).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        })
+    });
+    // The terminal's foreground group is still the shell's.
+    let tpgid = |pid: i32| -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(5)?
+            .parse()
+            .ok()
+    };
+    assert_eq!(
+        tpgid(service),
+        Some(shell_pid),
+        "the service took the terminal"
+    );
+    pty.write(b"echo alive$((40+2))\n");
+    pty.expect("alive42");
+    pty.write(b"kill %1; wait; echo done$((1+2))\n");
+    pty.expect("done3");
+    pty.write(b"exit 0\n");
+    let _ = shell.wait();
+}

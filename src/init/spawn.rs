@@ -14,8 +14,9 @@ use std::process::Command;
 /// Where the child's process group sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Group {
-    /// Its own group; if stdin is a terminal, that group becomes the foreground one
-    /// (interactive `docker run -it`: job control and Ctrl-C reach the service).
+    /// Its own group; if stdin is a terminal whose foreground group is supd's, that
+    /// group becomes the foreground one (interactive `docker run -it`: job control and
+    /// Ctrl-C reach the service).
     Foreground,
     /// Its own group, never touching the terminal (callbacks).
     Background,
@@ -26,12 +27,19 @@ pub fn prepare(command: &mut Command, group: Group) {
     // SAFETY: the closure only makes async-signal-safe libc calls and allocates nothing.
     unsafe {
         command.pre_exec(move || {
+            // Hand the terminal over only if it is ours to give: supd's group (which we
+            // are still in) is its foreground group, as when supd leads the session of
+            // `docker run -it`. A supd started as a background job must not steal the
+            // terminal from the shell that started it.
+            let take_terminal = group == Group::Foreground
+                && libc::isatty(0) == 1
+                && libc::tcgetpgrp(0) == libc::getpgrp();
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if group == Group::Foreground && libc::isatty(0) == 1 {
-                // SIGTTOU is still blocked here (inherited mask), so a background group may
-                // take the terminal. ENOTTY/ENXIO/EPERM (no controlling tty) are fine.
+            if take_terminal {
+                // SIGTTOU is still blocked here (inherited mask), so our new background
+                // group may take the terminal. Errors are not fatal: no job control.
                 libc::tcsetpgrp(0, libc::getpid());
             }
             reset_signals();
