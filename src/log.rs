@@ -5,7 +5,7 @@
 //! Each event is formatted into one buffer and written with one `write(2)`, so lines
 //! from supd never interleave with each other.
 //!
-//! ```ignore
+//! ```text
 //! supd::info!("request", action = "ping", peer_uid = 0);
 //! // text: 2026-11-25T14:40:01.123Z INFO supd[1]: request action=ping peer_uid=0
 //! // json: {"ts":"2026-11-25T14:40:01.123Z","level":"info","pid":1,"msg":"request","action":"ping","peer_uid":"0"}
