@@ -300,18 +300,47 @@ fn remap_exit_and_usage_errors() {
     assert_eq!(code, 2);
 }
 
+/// Run supd with no CMD as PID 1 of a namespace that also has its own mount namespace,
+/// with an empty tmpfs over the directory of the default entrypoint; `setup` is a shell
+/// snippet run in it first (e.g. to create the entrypoint). (exit code, stderr)
+fn run_default_entrypoint(setup: &str) -> (i32, String) {
+    let dir = Path::new(supd::cli::DEFAULT_ENTRYPOINT).parent().unwrap();
+    let script = format!(
+        "mkdir -p {d} && mount -t tmpfs none {d} && {setup} exec \"$0\" --no-socket",
+        d = dir.display()
+    );
+    let output = Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .arg(supd_bin())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stderr)
+}
+
 #[test]
-fn default_entrypoint_missing_is_127() {
-    // No CMD: /usr/local/sbin/entrypoint.sh (absent on the test machine, or we skip the
-    // check of the message only).
-    let (code, stderr) = run(Mode::Pid1, &[]);
-    if !Path::new(supd::cli::DEFAULT_ENTRYPOINT).exists() {
-        assert_eq!(code, 127);
-        assert!(
-            stderr.contains("cannot run /usr/local/sbin/entrypoint.sh"),
-            "{stderr}"
-        );
-    }
+fn default_entrypoint_runs_and_missing_is_127() {
+    // No CMD: /usr/local/sbin/entrypoint.sh.
+    let (code, stderr) = run_default_entrypoint("");
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("cannot run /usr/local/sbin/entrypoint.sh: No such file or directory"),
+        "{stderr}"
+    );
+    let (code, stderr) = run_default_entrypoint(&format!(
+        "printf '#!/bin/sh\\nexit 42\\n' > {e} && chmod +x {e} &&",
+        e = supd::cli::DEFAULT_ENTRYPOINT
+    ));
+    assert_eq!(code, 42, "the default entrypoint ran: {stderr}");
 }
 
 // ---------------------------------------------------------------------------------------
