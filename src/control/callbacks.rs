@@ -536,7 +536,7 @@ impl Run {
         let final_event = match &ending {
             Ending::Exited(exit) => Event::Exit {
                 code: exit.status(),
-                duration_ms: duration.as_millis() as u64,
+                duration_ms: crate::control::protocol::millis(duration),
                 signal: match exit {
                     Exit::Signal(n) => Some(*n),
                     Exit::Code(_) => None,

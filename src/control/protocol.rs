@@ -253,6 +253,11 @@ pub fn valid_service(name: &str) -> bool {
     }
 }
 
+/// A duration in whole milliseconds for the wire, saturating (`as u64` would wrap).
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// `<dir>/<service>-request.sock`.
 pub fn socket_path(dir: &Path, service: &str) -> PathBuf {
     dir.join(format!("{service}{SOCKET_SUFFIX}"))

@@ -531,7 +531,7 @@ impl State {
                 id: run.id,
                 pid: run.pid,
                 user: run.user.clone(),
-                elapsed_ms: run.started.elapsed().as_millis() as u64,
+                elapsed_ms: protocol::millis(run.started.elapsed()),
             })
             .collect();
         running.sort_by_key(|r| r.id);
@@ -656,7 +656,7 @@ impl State {
                 action: action.to_string(),
                 id,
                 ended,
-                duration_ms: duration.as_millis() as u64,
+                duration_ms: protocol::millis(duration),
                 code,
                 error,
             },
