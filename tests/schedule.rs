@@ -210,7 +210,9 @@ fn job_word_counts_and_names() {
 0 0 * * * forum svc act_ion\n\
 0 0 * * * 1000 svc act\n\
 0 0 * * * _user-1 svc_2 act-3\n\
-0 0 * * * forum ../svc act\n";
+0 0 * * * forum ../svc act\n\
+0 0 * * * 4294967296 svc act\n\
+0 0 * * * 4294967295 svc act\n";
     let (code, _, err) = check_text(text);
     assert_eq!(code, 65);
     assert_eq!(
@@ -223,7 +225,8 @@ fn job_word_counts_and_names() {
          F:6: bad service \"my.svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
          F:7: bad action \"Act\" (must match ^[a-z0-9][a-z0-9-]{0,63}$)\n\
          F:8: bad action \"act_ion\" (must match ^[a-z0-9][a-z0-9-]{0,63}$)\n\
-         F:11: bad service \"../svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n"
+         F:11: bad service \"../svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
+         F:12: bad user \"4294967296\" (must match ^[a-z_][a-z0-9_-]{0,31}$ or be a number)\n"
     );
 }
 
@@ -757,12 +760,19 @@ fn next_output_is_exact() {
         Some("Asia/Kolkata"),
     );
     assert_eq!(stdout(&output), "2026-01-02T00:00:00+05:30\n");
-    // Default --from is now.
+    // Default --from is now: the next whole minute after some instant between `before`
+    // and `after` (comparing with a clock read after the child exited flaked when the
+    // child ran in the last moments of a minute).
+    let before = Timestamp::now();
     let output = scheduler(&["--next", "1", "--expr", "* * * * *"], None);
+    let after = Timestamp::now();
     let line = stdout(&output);
     let at: Timestamp = line.trim().parse().unwrap();
-    let now = Timestamp::now();
-    assert!(at > now && at.as_second() - now.as_second() <= 61, "{line}");
+    assert_eq!(at.as_second() % 60, 0, "{line}");
+    assert!(
+        at > before && at.as_second() <= after.as_second() + 60,
+        "{line}"
+    );
 }
 
 #[test]
@@ -1290,7 +1300,7 @@ mod planner {
 mod runner {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::os::unix::net::UnixListener;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::process::{Child, Command, Stdio};
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::{Duration, Instant};
@@ -1353,7 +1363,17 @@ mod runner {
     }
 
     impl Drop for Logged {
+        /// SIGTERM first: a supd killed outright would leave its service (`sleep 1000`)
+        /// behind as an orphan; SIGKILL only if it does not exit within 5 s.
         fn drop(&mut self) {
+            self.signal(libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if !matches!(self.child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
@@ -1426,7 +1446,7 @@ mod runner {
         let gone_file = dir.write("gone.cron", "* * * * * gone act\n");
         let _busy = fake_service(&dir.0, "busy", BUSY, Duration::ZERO);
         let slow = fake_service(&dir.0, "slow", RAN, Duration::from_secs(3));
-        let sched = scheduler(&file, &dir.0, &[]);
+        let sched = scheduler(&file, &dir.0, &["-v"]);
         let gone = scheduler(&gone_file, &dir.0, &["--retry-for", "4s"]);
         sched.wait_for(&["scheduler started", "jobs=4"], Duration::from_secs(10));
         gone.wait_for(&["scheduler started", "jobs=1"], Duration::from_secs(10));
@@ -1435,7 +1455,11 @@ mod runner {
             &["service unreachable; retrying", "service=late"],
             Duration::from_secs(70),
         );
-        std::thread::sleep(Duration::from_secs(5));
+        // Two attempts failed (the third is scheduled): now the service comes up.
+        sched.wait_for(
+            &["retrying", "service=late", "attempt=3"],
+            Duration::from_secs(10),
+        );
         let late = fake_service(&dir.0, "late", RAN, Duration::ZERO);
         let ran = sched.wait_for(&["job ran", "service=late"], Duration::from_secs(20));
         assert!(
@@ -1548,7 +1572,6 @@ mod runner {
         let took = start.elapsed();
         assert_eq!(status.code(), Some(0));
         assert!(took < Duration::from_millis(100), "exit took {took:?}");
-        let _ = PathBuf::new();
     }
 
     #[test]

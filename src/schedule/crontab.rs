@@ -9,6 +9,7 @@ use std::path::Path;
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 
 use super::expr::{expand_macro, Schedule};
+use crate::control::protocol;
 
 /// Files larger than this are refused (a schedule is a few lines; this bounds memory).
 pub const MAX_FILE_BYTES: u64 = 16 << 20;
@@ -62,11 +63,13 @@ pub enum LoadError {
     Invalid(Vec<String>),
 }
 
-/// Read and parse a file; `name` is the path as the user gave it.
-pub fn load(path: &Path, default_zone: &Zone) -> Result<Vec<Job>, LoadError> {
+/// Read and parse a file (errors name it by the path as the user gave it). Also returns
+/// the text, which the runner compares to tell a real change from a touch.
+pub fn load(path: &Path, default_zone: &Zone) -> Result<(Vec<Job>, Vec<u8>), LoadError> {
     let name = path.display().to_string();
     let text = read_limited(path).map_err(|e| LoadError::Unreadable(format!("{name}: {e}")))?;
-    parse(&name, &text, default_zone).map_err(LoadError::Invalid)
+    let jobs = parse(&name, &text, default_zone).map_err(LoadError::Invalid)?;
+    Ok((jobs, text))
 }
 
 pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -246,15 +249,11 @@ pub fn default_zone() -> Result<Zone, String> {
         .map_err(|_| format!("$TZ: unknown time zone {value:?}"))
 }
 
+// The names follow the request socket's own rules (one definition, in `protocol`), so a
+// line that passes here is never answered `bad-request`.
+
 fn check_user(user: &str) -> Result<(), String> {
-    let b = user.as_bytes();
-    let numeric = !b.is_empty() && b.len() <= 10 && b.iter().all(u8::is_ascii_digit);
-    let named = (1..=32).contains(&b.len())
-        && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'));
-    if numeric || named {
+    if protocol::valid_user(user) {
         Ok(())
     } else {
         Err(format!(
@@ -263,13 +262,10 @@ fn check_user(user: &str) -> Result<(), String> {
     }
 }
 
+/// Stricter than the socket's own service names (CRON-RULES.md §1): lower case, no `.`.
 fn check_service(service: &str) -> Result<(), String> {
-    let b = service.as_bytes();
-    let ok = (1..=64).contains(&b.len())
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'));
+    let ok = protocol::valid_service(service)
+        && !service.bytes().any(|c| c.is_ascii_uppercase() || c == b'.');
     if ok {
         Ok(())
     } else {
@@ -280,13 +276,7 @@ fn check_service(service: &str) -> Result<(), String> {
 }
 
 fn check_action(action: &str) -> Result<(), String> {
-    let b = action.as_bytes();
-    let ok = (1..=64).contains(&b.len())
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b[1..]
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-');
-    if ok {
+    if protocol::valid_action(action) {
         Ok(())
     } else {
         Err(format!(

@@ -50,29 +50,9 @@ fn serve(args: SchedulerArgs) -> i32 {
     } else if enabled(Level::Info) && !enabled(Level::Debug) {
         set_level(Some(Level::Debug)); // -v: one step louder than the default
     }
-    let zone = match crontab::default_zone() {
-        Ok(zone) => zone,
-        Err(e) => {
-            eprint_line(&e);
-            return EX_DATAERR;
-        }
-    };
-    let name = args.file.display().to_string();
-    let text = match crontab::read_limited(&args.file) {
-        Ok(text) => text,
-        Err(e) => {
-            eprint_line(&format!("{name}: {e}"));
-            return EX_NOINPUT;
-        }
-    };
-    let jobs = match crontab::parse(&name, &text, &zone) {
-        Ok(jobs) => jobs,
-        Err(errors) => {
-            let mut out = errors.join("\n");
-            out.push('\n');
-            let _ = std::io::stderr().lock().write_all(out.as_bytes());
-            return EX_DATAERR;
-        }
+    let (zone, jobs, text) = match load_or_report(&args) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     runner::run(args, zone, jobs, text)
 }
@@ -136,8 +116,11 @@ fn next(args: &SchedulerArgs, count: u32) -> i32 {
     0
 }
 
-/// Load the file with the default zone; errors as exit status plus printed messages.
-pub fn load_or_report(args: &SchedulerArgs) -> Result<Vec<crontab::Job>, i32> {
+/// Load the file with the default zone ($TZ, else UTC). Errors are printed (every one
+/// of them, `NAME:LINE: message`) and turned into the exit status: 65 invalid, 66 missing.
+fn load_or_report(
+    args: &SchedulerArgs,
+) -> Result<(crontab::Zone, Vec<crontab::Job>, Vec<u8>), i32> {
     let zone = match crontab::default_zone() {
         Ok(zone) => zone,
         Err(e) => {
@@ -146,7 +129,7 @@ pub fn load_or_report(args: &SchedulerArgs) -> Result<Vec<crontab::Job>, i32> {
         }
     };
     match crontab::load(&args.file, &zone) {
-        Ok(jobs) => Ok(jobs),
+        Ok((jobs, text)) => Ok((zone, jobs, text)),
         Err(LoadError::Unreadable(e)) => {
             eprint_line(&e);
             Err(EX_NOINPUT)
@@ -162,8 +145,8 @@ pub fn load_or_report(args: &SchedulerArgs) -> Result<Vec<crontab::Job>, i32> {
 
 /// `--check [--file F]`: validate, list each job and its next run.
 fn check(args: &SchedulerArgs) -> i32 {
-    let jobs = match load_or_report(args) {
-        Ok(jobs) => jobs,
+    let (_, jobs, _) = match load_or_report(args) {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let now = Timestamp::now();

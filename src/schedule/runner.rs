@@ -257,7 +257,12 @@ fn tick(planner: &mut Planner, shared: &Rc<Shared>, origin: Instant) {
             );
         }
         // Retry until the job is due again or --retry-for, whichever is first.
-        let mut deadline = fire.due.checked_add(shared.retry_for).unwrap_or(fire.due);
+        // (A --retry-for beyond the calendar's range means "retry until due again", not
+        // "never retry".)
+        let mut deadline = fire
+            .due
+            .checked_add(shared.retry_for)
+            .unwrap_or(Timestamp::MAX);
         if let Some(next) = entry.next_due {
             deadline = deadline.min(next);
         }
@@ -423,7 +428,15 @@ async fn deliver(shared: &Shared, job: &Job, due: Timestamp, deadline: Timestamp
                     );
                 }
                 let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-                tokio::time::sleep(backoff.min(left)).await;
+                let pause = backoff.min(left);
+                crate::debug!(
+                    "retrying",
+                    job = name,
+                    service = job.service,
+                    attempt = attempts + 1,
+                    in_ms = pause.as_millis()
+                );
+                tokio::time::sleep(pause).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(error) => {
