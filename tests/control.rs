@@ -676,6 +676,61 @@ fn stale_socket_replaced_live_socket_kept() {
 }
 
 #[test]
+fn live_socket_with_a_full_backlog_does_not_hang_startup() {
+    use nix::sys::socket::{
+        bind, connect, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = TempDir::new("backlog");
+    let service = "svc-backlog";
+    let path = dir.path().join(format!("{service}-request.sock"));
+    // A live listener that never accepts, its backlog full (a stopped or flooded supd).
+    let listener = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    let address = UnixAddr::new(&path).unwrap();
+    bind(listener.as_raw_fd(), &address).unwrap();
+    listen(&listener, Backlog::new(1).unwrap()).unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let client = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match connect(client.as_raw_fd(), &address) {
+            Ok(()) => queued.push(client),
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => panic!("connect: {e}"),
+        }
+        assert!(queued.len() < 100, "backlog never filled");
+    }
+    // supd must see a live socket, say so, leave it alone, and keep supervising.
+    let mut supd = Supd::start_in(dir, service, &[]);
+    assert!(
+        wait_for(Duration::from_secs(10), || supd.log().contains("is live")),
+        "{}",
+        supd.log()
+    );
+    let start = Instant::now();
+    let status = supd.stop().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", supd.log());
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(path.exists(), "the live socket was removed");
+    drop(queued);
+}
+
+#[test]
 fn callback_usr1_reaches_the_service() {
     let supd = Supd::start("usr1", &[]);
     let out = supd.ctl_output(&["send", &supd.service, "usr1"]);

@@ -210,29 +210,30 @@ fn bind(
 ) -> io::Result<std::os::unix::net::UnixListener> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!(
-                            "{} is live: another supd serves this service; not taking it over",
-                            path.display()
-                        ),
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    crate::info!("replacing stale socket", path = path.display());
-                    std::fs::remove_file(path)?;
-                }
-                Err(e) => {
-                    return Err(io::Error::new(
-                        e.kind(),
-                        format!("cannot check existing socket {}: {e}", path.display()),
-                    ))
+        Ok(meta) if meta.file_type().is_socket() => match answers(path) {
+            Ok(true) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "{} is live: another supd serves this service; not taking it over",
+                        path.display()
+                    ),
+                ))
+            }
+            Ok(false) => {
+                crate::info!("replacing stale socket", path = path.display());
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
                 }
             }
-        }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot check existing socket {}: {e}", path.display()),
+                ))
+            }
+        },
         Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
@@ -266,6 +267,29 @@ fn bind(
         return Err(e);
     }
     Ok(listener)
+}
+
+/// Whether someone listens on the socket file at `path`. The connect is non-blocking: a
+/// blocking one waits for as long as a live listener's backlog stays full (a stopped or
+/// flooded supd), and this runs in supd's only thread, before it serves its own service.
+fn answers(path: &Path) -> io::Result<bool> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let address = UnixAddr::new(path)?;
+    match connect(fd.as_raw_fd(), &address) {
+        // Accepted, or queued / backlog full: a listener exists.
+        Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => Ok(true),
+        // Nobody listens (ECONNREFUSED), or the file just went away.
+        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn resolve_group(group: &str) -> io::Result<nix::unistd::Gid> {
