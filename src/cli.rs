@@ -194,6 +194,7 @@ pub enum CtlCommand {
     /// Check that SERVICE's supd answers.
     Ping {
         service: String,
+        /// Give up waiting after this long (exit 124).
         #[arg(long, value_parser = parse_duration)]
         timeout: Option<Duration>,
     },
@@ -202,7 +203,11 @@ pub enum CtlCommand {
 }
 
 #[derive(Debug, Clone, Args)]
-#[command(about = "Send schedule.cron's requests on time")]
+#[command(
+    about = "Send schedule.cron's requests on time",
+    after_help = "Logging: the scheduler logs one line per run at info level by default; \
+                  -v adds debug (the callbacks' output, each retry), -vvv trace, -q errors only."
+)]
 pub struct SchedulerArgs {
     /// The schedule file.
     #[arg(
