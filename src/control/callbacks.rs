@@ -260,12 +260,25 @@ pub fn spawn(
     let exit = reaper.watch(pid);
     drop(hs_write);
     // Never call child.wait(): the reaper owns waitpid. Dropping `child` does not wait.
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return Err(std::io::Error::other("callback pipes missing"));
+    let pipes = (|| {
+        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+            return Err(std::io::Error::other("callback pipes missing"));
+        };
+        Ok((
+            pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?,
+            pipe::Receiver::from_owned_fd(OwnedFd::from(stderr))?,
+            pipe::Receiver::from_owned_fd(hs_read)?,
+        ))
+    })();
+    let (stdout, stderr, handshake) = match pipes {
+        Ok(pipes) => pipes,
+        Err(e) => {
+            // Nobody would follow this callback (no busy check, no timeout): stop it.
+            // SAFETY: plain syscall on the callback's own new group (setpgid in spawn).
+            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            return Err(e);
+        }
     };
-    let stdout = pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?;
-    let stderr = pipe::Receiver::from_owned_fd(OwnedFd::from(stderr))?;
-    let handshake = pipe::Receiver::from_owned_fd(hs_read)?;
     Ok(Run {
         id,
         action: request.action.clone(),

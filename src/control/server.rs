@@ -43,6 +43,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const EVICT_AFTER: Duration = Duration::from_millis(200);
 /// How long a client may take to send its request line.
 pub const REQUEST_IDLE: Duration = Duration::from_secs(5);
+/// Most actions whose last result `status` keeps (only a broken callbacks file lets
+/// arbitrary action names end as results; beyond this the oldest result is forgotten).
+pub const MAX_LAST_RESULTS: usize = 256;
 /// How long a one-shot reply (error, built-in) may take to write.
 const REPLY_WRITE: Duration = Duration::from_secs(5);
 
@@ -674,7 +677,17 @@ impl State {
             return;
         }
         let ended = jiff::Timestamp::now().as_second();
-        self.last.borrow_mut().insert(
+        let mut last = self.last.borrow_mut();
+        if last.len() >= MAX_LAST_RESULTS && !last.contains_key(action) {
+            let oldest = last
+                .values()
+                .min_by_key(|result| result.id)
+                .map(|result| result.action.clone());
+            if let Some(oldest) = oldest {
+                last.remove(&oldest);
+            }
+        }
+        last.insert(
             action.to_string(),
             LastResult {
                 action: action.to_string(),
@@ -726,5 +739,59 @@ async fn relay(stream: &mut UnixStream, outbox: &Outbox, wait: bool) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State {
+            settings: Settings {
+                bash: PathBuf::from("bash"),
+                service: "svc".into(),
+                callbacks: PathBuf::from("/nonexistent"),
+                callback_lib: PathBuf::from("/nonexistent"),
+                timeout: Duration::from_secs(1),
+                supd_pid: 1,
+            },
+            reaper: Rc::new(Reaper::new()),
+            path: PathBuf::from("/nonexistent"),
+            inode: (0, 0),
+            service_pid: 2,
+            supd_pid: 1,
+            started: Instant::now(),
+            max_callbacks: 4,
+            allow_uid: Vec::new(),
+            allow_gid: Vec::new(),
+            running: RefCell::default(),
+            last: RefCell::default(),
+            next_id: Cell::new(1),
+            connections: Cell::new(0),
+            reading: RefCell::default(),
+            closed: Cell::new(false),
+        }
+    }
+
+    #[test]
+    fn last_results_are_bounded_oldest_forgotten() {
+        let state = state();
+        let failed = Ending::Failed("broken".into());
+        let total = MAX_LAST_RESULTS as u64 + 50;
+        for id in 1..=total {
+            state.finish(&format!("a{id}"), id, &failed, Duration::ZERO);
+        }
+        // A known action is updated in place, not counted twice.
+        state.finish("a300", total + 1, &failed, Duration::ZERO);
+        let last = state.last.borrow();
+        assert_eq!(last.len(), MAX_LAST_RESULTS);
+        assert!(!last.contains_key("a1") && !last.contains_key("a50"));
+        assert!(last.contains_key("a51") && last.contains_key(&format!("a{total}")));
+        assert_eq!(last.get("a300").map(|r| r.id), Some(total + 1));
+        // Unknown actions never enter.
+        drop(last);
+        state.finish("nope", total + 2, &Ending::UnknownAction, Duration::ZERO);
+        assert!(!state.last.borrow().contains_key("nope"));
     }
 }
