@@ -2,45 +2,17 @@
 //! CRON-RULES.md and a property test against a brute-force reference), `--check`/`--next`
 //! through the real binary, and the runner end to end.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use jiff::tz::{TimeZone, TimeZoneDatabase};
 use jiff::Timestamp;
 use supd::schedule::calendar::{format_local, next_after};
 use supd::schedule::expr::Schedule;
 
-use crate::util::supd_bin;
+use crate::util::{stderr, stdout, supd_bin, TempDir as Scratch};
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// A unique scratch directory, removed on drop.
-pub struct Scratch(pub PathBuf);
-
-impl Scratch {
-    pub fn new(tag: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("supd-sched-{tag}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn zone(name: &str) -> TimeZone {
     TimeZoneDatabase::bundled().get(name).unwrap()
@@ -67,14 +39,6 @@ fn scheduler(args: &[&str], tz: Option<&str>) -> Output {
         None => command.env_remove("TZ"),
     };
     command.output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `--check` a file with these contents; returns (exit code, stdout, stderr).
