@@ -35,6 +35,7 @@ use super::plan::{Planner, Step};
 use crate::cli::SchedulerArgs;
 use crate::control::client::{self, ClientError, Outcome};
 use crate::control::protocol::{ErrorKind, Event, Request};
+use crate::log::Level;
 
 /// Backoff between delivery attempts to an absent or refusing socket.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -237,14 +238,13 @@ fn tick(planner: &mut Planner, shared: &Rc<Shared>, origin: Instant) {
         let job = entry.job.clone();
         let key = job.key();
         if shared.running.borrow().contains(&key) {
-            crate::warn!(
+            log_result(
+                Level::Warn,
                 "job skipped",
-                job = format!("{}:{}", shared.file, job.line),
-                service = job.service,
-                action = job.action,
-                user = job.user,
-                due = format_local(fire.due, &job.tz),
-                reason = "still running"
+                &format!("{}:{}", shared.file, job.line),
+                &job,
+                &format_local(fire.due, &job.tz),
+                &[("reason", &"still running")],
             );
             continue;
         }
@@ -301,102 +301,82 @@ async fn deliver(shared: &Shared, job: &Job, due: Timestamp, deadline: Timestamp
     loop {
         attempts += 1;
         let action = job.action.as_str();
-        let result = client::request(&socket, &request, |event| match event {
-            Event::Stdout { line } => {
-                crate::debug!(
-                    "output",
-                    job = name,
-                    action = action,
-                    stream = "stdout",
-                    line = line
-                )
-            }
-            Event::Stderr { line } => {
-                crate::debug!(
-                    "output",
-                    job = name,
-                    action = action,
-                    stream = "stderr",
-                    line = line
-                )
-            }
-            _ => {}
+        let result = client::request(&socket, &request, |event| {
+            let (stream, line) = match event {
+                Event::Stdout { line } => ("stdout", line),
+                Event::Stderr { line } => ("stderr", line),
+                _ => return,
+            };
+            crate::debug!(
+                "output",
+                job = name,
+                action = action,
+                stream = stream,
+                line = line
+            )
         })
         .await;
         let duration_ms = began.elapsed().as_millis();
+        let report = |level, message: &str, extra: &[(&str, &dyn std::fmt::Display)]| {
+            log_result(level, message, &name, job, &due_text, extra)
+        };
         match result {
             Ok(Outcome::Exited {
                 code,
                 duration_ms: callback_ms,
                 ..
             }) => {
-                let fields = |level| {
-                    crate::log::emit(
-                        level,
-                        "job ran",
-                        &[
-                            ("job", &name),
-                            ("service", &job.service),
-                            ("action", &job.action),
-                            ("user", &job.user),
-                            ("due", &due_text),
-                            ("started", &format!("{started:.3}")),
-                            ("lateness_ms", &lateness_ms),
-                            ("attempts", &attempts),
-                            ("code", &code),
-                            ("duration_ms", &callback_ms),
-                        ],
-                    )
-                };
-                fields(if code == 0 {
-                    crate::log::Level::Info
-                } else {
-                    crate::log::Level::Warn
-                });
+                let level = if code == 0 { Level::Info } else { Level::Warn };
+                report(
+                    level,
+                    "job ran",
+                    &[
+                        ("started", &format!("{started:.3}")),
+                        ("lateness_ms", &lateness_ms),
+                        ("attempts", &attempts),
+                        ("code", &code),
+                        ("duration_ms", &callback_ms),
+                    ],
+                );
                 return;
             }
             Ok(Outcome::Refused {
                 kind: ErrorKind::Busy,
                 message,
             }) => {
-                crate::warn!(
+                report(
+                    Level::Warn,
                     "job skipped",
-                    job = name,
-                    service = job.service,
-                    action = job.action,
-                    user = job.user,
-                    due = due_text,
-                    lateness_ms = lateness_ms,
-                    reason = "busy",
-                    message = message
+                    &[
+                        ("lateness_ms", &lateness_ms),
+                        ("reason", &"busy"),
+                        ("message", &message),
+                    ],
                 );
                 return;
             }
             Ok(Outcome::Refused { kind, message }) => {
-                crate::error!(
+                report(
+                    Level::Error,
                     "job failed",
-                    job = name,
-                    service = job.service,
-                    action = job.action,
-                    user = job.user,
-                    due = due_text,
-                    lateness_ms = lateness_ms,
-                    error = kind.as_str(),
-                    message = message,
-                    duration_ms = duration_ms
+                    &[
+                        ("lateness_ms", &lateness_ms),
+                        ("error", &kind),
+                        ("message", &message),
+                        ("duration_ms", &duration_ms),
+                    ],
                 );
                 return;
             }
             Ok(other) => {
-                crate::info!(
+                report(
+                    Level::Info,
                     "job ran",
-                    job = name,
-                    service = job.service,
-                    action = job.action,
-                    user = job.user,
-                    due = due_text,
-                    lateness_ms = lateness_ms,
-                    result = format!("{other:?}")
+                    &[
+                        ("lateness_ms", &lateness_ms),
+                        ("result", &format!("{other:?}")),
+                        ("duration_ms", &duration_ms),
+                    ],
                 );
                 return;
             }
@@ -404,16 +384,14 @@ async fn deliver(shared: &Shared, job: &Job, due: Timestamp, deadline: Timestamp
                 let now = Timestamp::now();
                 let left = deadline.duration_since(now);
                 if left <= SignedDuration::ZERO {
-                    crate::error!(
+                    report(
+                        Level::Error,
                         "job lost",
-                        job = name,
-                        service = job.service,
-                        action = job.action,
-                        user = job.user,
-                        due = due_text,
-                        attempts = attempts,
-                        error = error,
-                        retried_ms = duration_ms
+                        &[
+                            ("attempts", &attempts),
+                            ("error", &error),
+                            ("retried_ms", &duration_ms),
+                        ],
                     );
                     return;
                 }
@@ -440,21 +418,40 @@ async fn deliver(shared: &Shared, job: &Job, due: Timestamp, deadline: Timestamp
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
             Err(error) => {
-                crate::error!(
+                report(
+                    Level::Error,
                     "job failed",
-                    job = name,
-                    service = job.service,
-                    action = job.action,
-                    user = job.user,
-                    due = due_text,
-                    lateness_ms = lateness_ms,
-                    error = error,
-                    duration_ms = duration_ms
+                    &[
+                        ("lateness_ms", &lateness_ms),
+                        ("error", &error),
+                        ("duration_ms", &duration_ms),
+                    ],
                 );
                 return;
             }
         }
     }
+}
+
+/// One line about a run's result: the job's own fields (DESIGN §4: job as file:line,
+/// service, action, user, due time), then what this outcome adds.
+fn log_result(
+    level: Level,
+    message: &str,
+    name: &str,
+    job: &Job,
+    due: &str,
+    extra: &[(&str, &dyn std::fmt::Display)],
+) {
+    let mut fields: Vec<(&str, &dyn std::fmt::Display)> = vec![
+        ("job", &name),
+        ("service", &job.service),
+        ("action", &job.action),
+        ("user", &job.user),
+        ("due", &due),
+    ];
+    fields.extend_from_slice(extra);
+    crate::log::emit(level, message, &fields);
 }
 
 /// Reload the file. `forced` (SIGHUP) reloads and logs even an unchanged file; a file
