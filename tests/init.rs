@@ -2,6 +2,7 @@
 //! statuses, signal forwarding, reaping, the grace period, the child's clean state, and
 //! interactive use under a pty.
 
+use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -1302,4 +1303,46 @@ fn supd_as_a_background_job_leaves_the_terminal_to_the_shell() {
     pty.expect("done3");
     pty.write(b"exit 0\n");
     let _ = shell.wait();
+}
+
+#[test]
+fn term_continues_a_stopped_service_and_spares_cont_traps() {
+    // Case 1: the service runs and traps TERM (exit 7) and CONT: TERM must reach its trap
+    // (supd sends no SIGCONT to a service that is not stopped). Case 2: the service is
+    // stopped: supd must continue it, so that its TERM trap runs long before the grace
+    // period ends. (Case 2 traps only TERM: bash 5.2 trapping both can lose the TERM trap
+    // when CONT and TERM arrive together, which no init can prevent.)
+    let wait_loop = "echo ready; while :; do sleep 1000 & wait $!; done";
+    for stopped in [false, true] {
+        let traps = if stopped {
+            "trap 'exit 7' TERM;"
+        } else {
+            "trap 'exit 7' TERM; trap ':' CONT;"
+        };
+        let script = format!("{traps} {wait_loop}");
+        for mode in MODES {
+            let mut supd = Supd::start(mode, |c| {
+                c.args(["--grace", "5s", "--", "bash", "-c", &script]);
+                c.stdout(Stdio::piped());
+            });
+            let mut line = String::new();
+            let stdout = supd.child.stdout.take().expect("piped stdout");
+            BufReader::new(stdout)
+                .read_line(&mut line)
+                .expect("ready line");
+            assert_eq!(line, "ready\n");
+            let service = supd.service();
+            if stopped {
+                send(service, libc::SIGSTOP);
+                wait_for(Duration::from_secs(10), "service stopped", || {
+                    (state(service) == Some('T')).then_some(())
+                });
+            }
+            let started = Instant::now();
+            supd.signal(libc::SIGTERM);
+            let status = supd.wait(Duration::from_secs(4));
+            assert_eq!(status.code(), Some(7), "{mode:?} stopped={stopped}");
+            assert!(started.elapsed() < Duration::from_secs(3), "{mode:?}");
+        }
+    }
 }

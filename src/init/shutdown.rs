@@ -19,32 +19,51 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// Every live (or zombie) process below `root`, found through /proc's parent links.
-pub fn descendants(root: i32) -> Vec<i32> {
+/// One row of /proc: a process, its state letter (`S`, `T`, `Z`...) and its parent.
+struct ProcEntry {
+    pid: i32,
+    state: char,
+    ppid: i32,
+}
+
+/// Every process visible in /proc. Processes that vanish while we read are skipped.
+fn process_table() -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    let mut table = Vec::new();
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        // The process may be gone already: skip it.
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some(ppid) = parse_ppid(&stat) {
-            children.entry(ppid).or_default().push(pid);
+        if let Some((state, ppid)) = parse_stat(&stat) {
+            table.push(ProcEntry { pid, state, ppid });
         }
+    }
+    table
+}
+
+/// Every live (or zombie) process below `root`, found through /proc's parent links,
+/// with its state letter.
+fn descendants_with_state(root: i32) -> Vec<(i32, char)> {
+    let mut children: HashMap<i32, Vec<(i32, char)>> = HashMap::new();
+    for entry in process_table() {
+        children
+            .entry(entry.ppid)
+            .or_default()
+            .push((entry.pid, entry.state));
     }
     let mut found = Vec::new();
     let mut queue = vec![root];
     while let Some(parent) = queue.pop() {
         if let Some(kids) = children.remove(&parent) {
-            for kid in kids {
+            for (kid, state) in kids {
                 if kid != root {
-                    found.push(kid);
+                    found.push((kid, state));
                     queue.push(kid);
                 }
             }
@@ -53,13 +72,33 @@ pub fn descendants(root: i32) -> Vec<i32> {
     found
 }
 
-/// The parent pid from a /proc/PID/stat line. The command name (field 2) is in
-/// parentheses and may itself contain blanks and ')', so parse from the LAST ')'.
-fn parse_ppid(stat: &str) -> Option<i32> {
+/// Every live (or zombie) process below `root`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    descendants_with_state(root)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Whether any process below supd is stopped (SIGSTOP, Ctrl-Z): only then does a
+/// terminating signal need a SIGCONT after it. An unconditional CONT is not harmless:
+/// bash 5.2 with traps on both TERM and CONT can lose its TERM trap when both arrive
+/// together.
+pub fn any_stopped_below_self() -> bool {
+    descendants_with_state(std::process::id() as i32)
+        .iter()
+        .any(|(_, state)| matches!(state, 'T' | 't'))
+}
+
+/// The state letter and parent pid from a /proc/PID/stat line. The command name
+/// (field 2) is in parentheses and may itself contain blanks and ')', so parse from
+/// the LAST ')'.
+fn parse_stat(stat: &str) -> Option<(char, i32)> {
     let close = stat.rfind(')')?;
     let mut fields = stat.get(close + 1..)?.split_whitespace();
-    let _state = fields.next()?;
-    fields.next()?.parse().ok()
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
 }
 
 /// Send `signal` to `target` (a pid, or a process group when negative). A target that is
@@ -119,11 +158,11 @@ mod tests {
 
     #[test]
     fn ppid_parsing_survives_odd_command_names() {
-        assert_eq!(parse_ppid("42 (sleep) S 7 42 42 0 -1"), Some(7));
-        assert_eq!(parse_ppid("42 (a) b (c) S 9 42 42 0"), Some(9));
-        assert_eq!(parse_ppid("42 (x y) Z 1 0"), Some(1));
-        assert_eq!(parse_ppid("garbage"), None);
-        assert_eq!(parse_ppid("42 (x)"), None);
+        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0 -1"), Some(('S', 7)));
+        assert_eq!(parse_stat("42 (a) b (c) T 9 42 42 0"), Some(('T', 9)));
+        assert_eq!(parse_stat("42 (x y) Z 1 0"), Some(('Z', 1)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("42 (x)"), None);
     }
 
     #[test]

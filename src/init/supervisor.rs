@@ -180,10 +180,15 @@ impl Supervisor {
             signal = status::signal_name(signal),
             from_pid = received.sender_pid,
         );
-        self.forward(signal);
-        if status::is_terminating(signal) {
-            // A stopped service cannot act on the signal until it is continued.
+        let terminating = status::is_terminating(signal);
+        if terminating && shutdown::any_stopped_below_self() {
+            // A stopped service cannot act on the signal until it is continued. CONT
+            // goes first, and only when something is stopped: bash 5.2, trapping both,
+            // can lose a TERM trap when CONT arrives after TERM.
             self.forward(libc::SIGCONT);
+        }
+        self.forward(signal);
+        if terminating {
             self.start_grace(status::signal_name(signal));
         } else if status::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {
             // Ctrl-Z on a terminal where supd, not the service, is the foreground group
