@@ -450,6 +450,33 @@ fn killed_client_does_not_stop_its_callback() {
 }
 
 #[test]
+fn a_vanished_client_frees_its_connection_the_callback_runs_on() {
+    // -v twice: debug, where the server says it let the connection go.
+    let supd = Supd::start("vanished", &["-v"]);
+    let stream = UnixStream::connect(supd.socket()).unwrap();
+    (&stream).write_all(b"root hang\n").unwrap();
+    // A long, silent callback: it prints "ready" and then nothing.
+    let mut reader = BufReader::new(&stream);
+    let mut line = String::new();
+    while !line.contains("\"ready\"") {
+        line.clear();
+        assert_ne!(reader.read_line(&mut line).unwrap(), 0, "closed early");
+    }
+    drop(reader);
+    drop(stream);
+    assert!(
+        wait_for(Duration::from_secs(10), || supd
+            .log()
+            .contains("client went away; the callback runs on")),
+        "{}",
+        supd.log()
+    );
+    let out = supd.ctl_output(&["--json", "status", &supd.service]);
+    let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(status["running"][0]["action"], "hang", "{status}");
+}
+
+#[test]
 fn slow_reader_never_blocks_the_callback() {
     const BYTES: &str = "100000000";
     let supd = Supd::start("slow-reader", &[]);
