@@ -8,3 +8,13 @@ pub mod log;
 pub mod control;
 pub mod init;
 pub mod schedule;
+
+/// The one kind of event loop all three faces use: a current-thread tokio runtime with
+/// I/O and timers. No worker threads (they would inherit, and could steal, signals), no
+/// blocking pool in use, nothing that wakes up on its own: an idle supd sleeps in epoll.
+pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+}

@@ -181,11 +181,7 @@ pub async fn request_raw(
 
 /// Run `supd ctl` / `supctl`; returns the exit status (DESIGN §3).
 pub fn run(args: CtlArgs) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    let runtime = match crate::event_loop() {
         Ok(rt) => rt,
         Err(e) => {
             err!("supctl: cannot start: {e}");

@@ -27,11 +27,7 @@ pub fn run(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
     if std::process::id() != 1 {
         become_subreaper();
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    let runtime = match crate::event_loop() {
         Ok(runtime) => runtime,
         Err(err) => {
             crate::error!("cannot start the event loop", error = err);

@@ -48,11 +48,7 @@ fn mono(origin: Instant) -> Duration {
 
 /// Run the scheduler until SIGTERM; returns the exit status.
 pub fn run(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-    {
+    let runtime = match crate::event_loop() {
         Ok(runtime) => runtime,
         Err(e) => {
             crate::error!("cannot start the event loop", error = e);
