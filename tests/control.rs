@@ -830,3 +830,42 @@ fn broken_or_missing_callbacks_file() {
     let out = supd.ctl_output(&["list", &supd.service]);
     assert_eq!((out.status.code(), stdout(&out)), (Some(0), String::new()));
 }
+
+#[test]
+fn one_list_at_a_time() {
+    // `list` starts a bash that sources the callbacks file; it is not a callback, so
+    // --max-callbacks does not bound it: a second `list` while one runs is busy (75)
+    // instead of another bash. The file here takes 1 s to source.
+    let dir = TempDir::new("slowlist");
+    let slow = dir.path().join("slow.sh");
+    std::fs::write(&slow, "sleep 1\nCB_one() { :; }\n").unwrap();
+    let supd = Supd::start_in(
+        dir,
+        "svc-slowlist",
+        &["--callbacks", slow.to_str().unwrap()],
+    );
+    let first = supd
+        .ctl()
+        .args(["list", &supd.service])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first list's bash is running when supd has two children (service + bash).
+    let children = format!("/proc/{0}/task/{0}/children", supd.pid());
+    assert!(
+        wait_for(Duration::from_secs(10), || {
+            std::fs::read_to_string(&children)
+                .map(|c| c.split_whitespace().count() >= 2)
+                .unwrap_or(false)
+        }),
+        "{}",
+        supd.log()
+    );
+    let second = supd.ctl_output(&["list", &supd.service]);
+    assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(0));
+    assert_eq!(stdout(&first).trim(), "one");
+    let again = supd.ctl_output(&["list", &supd.service]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+}

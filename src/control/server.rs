@@ -136,6 +136,9 @@ struct State {
     /// Connections still reading their request, oldest first (for eviction).
     reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
     closed: Cell<bool>,
+    /// A `list` is running its bash: at most one at a time (it is not a callback, so
+    /// `--max-callbacks` does not bound it, and every request would start a bash).
+    listing: Cell<bool>,
 }
 
 /// Bind the socket (synchronously, so errors are known before the service runs) and spawn
@@ -178,6 +181,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
         connections: Cell::new(0),
         reading: RefCell::default(),
         closed: Cell::new(false),
+        listing: Cell::new(false),
     });
     let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
     Ok(ServerHandle { state, accept })
@@ -487,12 +491,24 @@ async fn connection(state: Rc<State>, mut stream: UnixStream, id: u64) {
         }
         "status" => reply(&mut stream, &Event::Status(state.status())).await,
         "list" => {
-            let event = match callbacks::discover(&state.settings, &state.reaper).await {
-                Ok(actions) => Event::Actions {
-                    v: VERSION,
-                    actions,
-                },
-                Err(message) => Event::error(ErrorKind::Internal, message),
+            let event = if state.listing.replace(true) {
+                Event::error(ErrorKind::Busy, "list is already running")
+            } else {
+                // Reset even if this task is dropped mid-way.
+                struct Listing<'a>(&'a Cell<bool>);
+                impl Drop for Listing<'_> {
+                    fn drop(&mut self) {
+                        self.0.set(false);
+                    }
+                }
+                let _listing = Listing(&state.listing);
+                match callbacks::discover(&state.settings, &state.reaper).await {
+                    Ok(actions) => Event::Actions {
+                        v: VERSION,
+                        actions,
+                    },
+                    Err(message) => Event::error(ErrorKind::Internal, message),
+                }
             };
             reply(&mut stream, &event).await;
         }
@@ -812,6 +828,7 @@ mod tests {
             connections: Cell::new(0),
             reading: RefCell::default(),
             closed: Cell::new(false),
+            listing: Cell::new(false),
         }
     }
 
