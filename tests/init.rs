@@ -289,6 +289,27 @@ fn death_by_signal_gives_128_plus_n() {
 }
 
 #[test]
+fn death_by_real_time_signal_gives_128_plus_n() {
+    // A status that nix cannot decode (signals 34-64 are not in its enum) must not be
+    // lost: supd once hung forever here, its main child reaped but never reported.
+    for mode in MODES {
+        for n in [40, 64] {
+            let child = supd_command(mode)
+                .args(["--", "sh", "-c", &format!("kill -{n} $$; sleep 5")])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap();
+            // Guarded: a hung supd (and its tree) is killed when the assertion fails.
+            let mut child = Guarded(child);
+            let status = wait_for(Duration::from_secs(4), "supd to exit", || {
+                child.try_wait().unwrap()
+            });
+            assert_eq!(status.code(), Some(128 + n), "{mode:?}: death by signal {n}");
+        }
+    }
+}
+
+#[test]
 fn missing_and_unexecutable_commands() {
     let dir = TempDir::new("exec");
     let not_executable = dir.file("not-executable.sh");

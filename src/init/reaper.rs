@@ -11,7 +11,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
@@ -76,19 +75,27 @@ impl Reaper {
     pub fn reap(&self) -> usize {
         let mut reaped = 0;
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => {
+            // libc, not nix's waitpid: nix turns a death by a real-time signal (34-64)
+            // into Err(EINVAL) AFTER the kernel has reaped the child, so its status
+            // would be lost (and a service killed by SIGRTMIN+n would hang supd).
+            let mut status: libc::c_int = 0;
+            // SAFETY: plain syscall with a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid > 0 {
+                if let Some(exit) = decode(status) {
                     reaped += 1;
-                    self.deliver(pid, Exit::Code(code));
+                    self.deliver(Pid::from_raw(pid), exit);
                 }
-                Ok(WaitStatus::Signaled(pid, signal, _core)) => {
-                    reaped += 1;
-                    self.deliver(pid, Exit::Signal(signal as i32));
-                }
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return reaped,
-                Ok(_) => continue, // stopped/continued: not requested (no WUNTRACED)
-                Err(Errno::EINTR) => continue,
-                Err(err) => {
+                // else stopped/continued: not requested (no WUNTRACED), skip.
+                continue;
+            }
+            if pid == 0 {
+                return reaped; // children left, none exited
+            }
+            match Errno::last() {
+                Errno::ECHILD => return reaped,
+                Errno::EINTR => continue,
+                err => {
                     crate::warn!("waitpid failed", error = err);
                     return reaped;
                 }
@@ -104,6 +111,17 @@ impl Reaper {
             }
             None => crate::trace!("reaped orphan", pid = pid, exit = exit),
         }
+    }
+}
+
+/// A raw wait status as an [`Exit`]; None for stop/continue reports.
+fn decode(status: libc::c_int) -> Option<Exit> {
+    if libc::WIFEXITED(status) {
+        Some(Exit::Code(libc::WEXITSTATUS(status)))
+    } else if libc::WIFSIGNALED(status) {
+        Some(Exit::Signal(libc::WTERMSIG(status)))
+    } else {
+        None
     }
 }
 
@@ -126,5 +144,18 @@ mod tests {
         assert_eq!(Exit::Code(3).status(), 3);
         assert_eq!(Exit::Signal(15).status(), 143);
         assert_eq!(Exit::Signal(9).to_string(), "killed by SIGKILL (9)");
+        assert_eq!(Exit::Signal(40).status(), 168);
+        assert_eq!(Exit::Signal(40).to_string(), "killed by signal (40)");
+    }
+
+    #[test]
+    fn decodes_real_time_signal_deaths() {
+        // What waitpid reports: exit code in bits 8-15; signal in bits 0-6.
+        assert_eq!(decode(5 << 8), Some(Exit::Code(5)));
+        assert_eq!(decode(15), Some(Exit::Signal(15)));
+        assert_eq!(decode(40), Some(Exit::Signal(40)));
+        assert_eq!(decode(64 | 0x80), Some(Exit::Signal(64))); // core dumped
+        assert_eq!(decode(0x137f), None); // stopped by SIGSTOP
+        assert_eq!(decode(0xffff), None); // continued
     }
 }

@@ -241,6 +241,11 @@ impl Supervisor {
         }
         match self.main_exit.try_recv() {
             Ok(exit) => self.on_main_exit(Some(exit)),
+            // The main child is our child until it is reaped: no child left at all
+            // means it was reaped and its status went missing. Never wait for it then.
+            Err(oneshot::error::TryRecvError::Empty) if !reaper::has_children() => {
+                self.on_main_exit(None)
+            }
             Err(oneshot::error::TryRecvError::Empty) => {}
             Err(oneshot::error::TryRecvError::Closed) => self.on_main_exit(None),
         }
@@ -253,7 +258,8 @@ impl Supervisor {
                 exit.status()
             }
             None => {
-                // The reaper dropped the waiter: cannot happen while we hold the reaper.
+                // The reaper dropped the waiter or could not decode the status: should
+                // not happen; exit rather than wait for a child that is gone.
                 crate::error!("lost the service's exit status", pid = self.service);
                 1
             }
