@@ -304,7 +304,11 @@ fn death_by_real_time_signal_gives_128_plus_n() {
             let status = wait_for(Duration::from_secs(4), "supd to exit", || {
                 child.try_wait().unwrap()
             });
-            assert_eq!(status.code(), Some(128 + n), "{mode:?}: death by signal {n}");
+            assert_eq!(
+                status.code(),
+                Some(128 + n),
+                "{mode:?}: death by signal {n}"
+            );
         }
     }
 }
