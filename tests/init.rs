@@ -686,6 +686,23 @@ fn term_ignoring_service_is_killed_at_the_end_of_grace() {
 }
 
 #[test]
+fn huge_grace_does_not_overflow_the_clock() {
+    // `--grace` up to u64::MAX seconds parses; starting the grace period once panicked
+    // (Instant + Duration overflow) and left the service orphaned.
+    let mut supd = Supd::start(Mode::Subreaper, |c| {
+        c.args(["--grace", "18446744073709551615", "--", "sleep", "1000"]);
+    });
+    let service = supd.service();
+    wait_for(Duration::from_secs(10), "service exec", || {
+        std::fs::read_to_string(format!("/proc/{service}/comm"))
+            .ok()
+            .filter(|c| c.trim() == "sleep")
+    });
+    supd.signal(libc::SIGTERM);
+    assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(143));
+}
+
+#[test]
 fn lingering_grandchildren_are_terminated_after_the_main_child_exits() {
     for mode in MODES {
         let dir = TempDir::new("linger");

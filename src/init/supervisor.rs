@@ -34,6 +34,10 @@ use crate::init::{shutdown, status};
 /// that were in uninterruptible sleep).
 const KILL_RETRY: Duration = Duration::from_millis(100);
 
+/// The longest grace period honoured (100 years): "never SIGKILL", without overflowing
+/// the clock arithmetic.
+const MAX_GRACE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 /// Spawn the service and supervise it until everything below supd is gone. Returns
 /// supd's exit status. Runs inside a current-thread runtime and a `LocalSet`.
 pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
@@ -225,7 +229,10 @@ impl Supervisor {
             reason = reason,
             grace = format!("{:?}", self.grace)
         );
-        self.deadline = Some(Instant::now() + self.grace);
+        // `--grace` is user input up to u64::MAX seconds: Instant + Duration panics on
+        // overflow (a panic in PID 1 would orphan the service mid-shutdown). Cap it.
+        let grace = self.grace.min(MAX_GRACE);
+        self.deadline = Some(Instant::now() + grace);
         if let Some(server) = &self.server {
             server.signal_callbacks(libc::SIGTERM);
         }
