@@ -511,6 +511,34 @@ fn signals_reach_the_service_group_as_subreaper() {
 }
 
 #[test]
+fn libc_reserved_and_real_time_signals_are_forwarded() {
+    // 32-34 are left out of sigfillset by glibc (32-33) and musl (32-34); 34 is glibc's
+    // SIGRTMIN. They must be forwarded like any other signal: once, supd as PID 1 dropped
+    // them and supd as a subreaper died of them (leaving its service orphaned). `sleep`
+    // dies of each (default action), so supd's status says it was forwarded.
+    for mode in MODES {
+        for n in [32, 33, 34, 40, 64] {
+            let mut supd = Supd::start(mode, |c| {
+                c.args(["--", "sleep", "1000"]);
+            });
+            let service = supd.service();
+            wait_for(Duration::from_secs(10), "service exec", || {
+                std::fs::read_to_string(format!("/proc/{service}/comm"))
+                    .ok()
+                    .filter(|c| c.trim() == "sleep")
+            });
+            supd.signal(n);
+            let status = supd.wait(Duration::from_secs(5));
+            assert_eq!(
+                (status.code(), status.signal()),
+                (Some(128 + n), None),
+                "{mode:?}: signal {n}"
+            );
+        }
+    }
+}
+
+#[test]
 fn single_child_spares_the_grandchild() {
     for mode in MODES {
         let dir = TempDir::new("single");

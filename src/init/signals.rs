@@ -4,11 +4,11 @@
 //! thread) exists: threads inherit the mask, and a thread that left a signal unblocked
 //! would have it delivered there instead of to the signalfd. The fault signals
 //! (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) stay unblocked: blocking them would hide
-//! supd's own crashes.
+//! supd's own crashes. Everything else is handled, real-time signals included (1-64).
 
 use std::os::fd::AsRawFd;
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -23,18 +23,52 @@ const KERNEL_FAULTS: [Signal; 7] = [
     Signal::SIGSYS,
 ];
 
-/// Every signal supd handles through the signalfd.
+/// Every signal supd handles through the signalfd: 1-64 but the kernel faults (KILL and
+/// STOP cannot be blocked; the kernel leaves them out).
+///
+/// Built by hand, not with `sigfillset`: glibc leaves out 32-33 and musl 32-34, the
+/// signals they reserve for threads. supd is single-threaded and its children get a
+/// fresh mask (spawn::reset_signals), so it takes those too. Left out, they were never
+/// forwarded, and as they default to "terminate", one of them killed a supd that was not
+/// PID 1 (orphaning the service); musl's SIGRTMIN is 35, so 34 is the SIGRTMIN of
+/// glibc-built senders such as `kill -s RTMIN` on the host.
 pub fn handled_set() -> SigSet {
-    let mut set = SigSet::all();
-    for signal in KERNEL_FAULTS {
-        set.remove(signal);
-    }
-    set
+    let mut raw: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: on Linux, glibc's and musl's sigset_t both begin with the kernel's 64-bit
+    // mask (signal N is bit N-1) and are larger than 8 bytes.
+    unsafe { std::ptr::write_unaligned(std::ptr::addr_of_mut!(raw).cast::<u64>(), handled_mask()) };
+    // SAFETY: a zeroed sigset_t with mask bits set is a valid, initialized set.
+    unsafe { SigSet::from_sigset_t_unchecked(raw) }
 }
 
-/// Block the handled set in this (still single-threaded) process.
+/// The kernel's 64-bit mask of [`handled_set`].
+fn handled_mask() -> u64 {
+    let mut mask = u64::MAX;
+    for signal in KERNEL_FAULTS {
+        mask &= !(1u64 << (signal as i32 - 1));
+    }
+    mask
+}
+
+/// Block the handled set in this (still single-threaded) process. A raw syscall: glibc's
+/// `sigprocmask` silently drops 32-33 from the set.
 pub fn block_all() -> nix::Result<()> {
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_set()), None)
+    let mask = handled_mask();
+    // SAFETY: plain syscall with a valid 8-byte set (the kernel's sigset size).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_BLOCK as libc::c_long,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(nix::errno::Errno::last())
+    }
 }
 
 /// A received signal with the sender's pid (0 from the kernel or the tty).
