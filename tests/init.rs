@@ -217,18 +217,32 @@ impl Drop for Guarded {
     }
 }
 
-/// Run supd to completion with `cmd`; (exit code, stderr).
+/// Run supd to completion with `cmd`; (exit code, stderr). A supd still running after
+/// 30 s fails the test (and is killed with its tree) instead of hanging the suite.
 fn run(mode: Mode, args: &[&str]) -> (i32, String) {
-    let output = supd_command(mode)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("cannot run supd");
-    let code = output
-        .status
+    let mut child = Guarded(
+        supd_command(mode)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot run supd"),
+    );
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    // EOF once supd and everything that inherited its stderr are gone.
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    let status = wait_for(Duration::from_secs(30), "supd to exit", || {
+        child.try_wait().unwrap()
+    });
+    let code = status
         .code()
-        .unwrap_or_else(|| panic!("supd died: {:?}", output.status));
-    (code, String::from_utf8_lossy(&output.stderr).into_owned())
+        .unwrap_or_else(|| panic!("supd died: {status:?}"));
+    (code, reader.join().unwrap())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -808,10 +822,15 @@ fn supd_waits_for_a_child_that_outlives_the_service() {
     for mode in MODES {
         let dir = TempDir::new("outlive");
         let done = dir.file("done");
+        let trapped = dir.file("trapped");
+        // The service exits only once the straggler's trap is set (a handshake, not a
+        // fixed sleep: under load bash could still be starting and die of the TERM).
         let script = format!(
-            "bash -c 'trap \"sleep 0.5; echo done > {d}; exit 0\" TERM; sleep 1000 & wait' & \
-             sleep 0.2; exit 4",
-            d = done.display()
+            "bash -c 'trap \"sleep 0.5; echo done > {d}; exit 0\" TERM; touch {t}; \
+             sleep 1000 & wait' & \
+             while [ ! -e {t} ]; do sleep 0.01; done; exit 4",
+            d = done.display(),
+            t = trapped.display()
         );
         let (code, _) = run(mode, &["--grace", "5s", "--", "sh", "-c", &script]);
         assert_eq!(code, 4, "{mode:?}");
@@ -1094,28 +1113,33 @@ fn shutdown_terminates_running_callbacks_and_their_client_gets_the_exit() {
         ),
     )
     .unwrap();
-    let mut supd = Command::new(supd_bin())
-        .args(["--grace", "5s", "--service", "svc", "--socket-dir"])
-        .arg(dir.path())
-        .arg("--callbacks")
-        .arg(&callbacks)
-        .args(["--", "sleep", "1000"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Guarded: on failure, supd, its service, the callback and the client are killed.
+    let mut supd = Guarded(
+        Command::new(supd_bin())
+            .args(["--grace", "5s", "--service", "svc", "--socket-dir"])
+            .arg(dir.path())
+            .arg("--callbacks")
+            .arg(&callbacks)
+            .args(["--", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let supd_pid = supd.id() as i32;
     wait_for(Duration::from_secs(10), "the socket", || {
         dir.file("svc-request.sock").exists().then_some(())
     });
-    let mut client = Command::new(supd_bin())
-        .args(["ctl", "--socket-dir"])
-        .arg(dir.path())
-        .args(["send", "svc", "long"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut client = Guarded(
+        Command::new(supd_bin())
+            .args(["ctl", "--socket-dir"])
+            .arg(dir.path())
+            .args(["send", "svc", "long"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     wait_for(Duration::from_secs(10), "the callback", || {
         started.exists().then_some(())
     });
@@ -1129,7 +1153,9 @@ fn shutdown_terminates_running_callbacks_and_their_client_gets_the_exit() {
         std::thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(status.code(), Some(143), "the service's SIGTERM death");
-    let client_status = client.wait().unwrap();
+    let client_status = wait_for(Duration::from_secs(5), "the client to exit", || {
+        client.try_wait().unwrap()
+    });
     assert_eq!(
         client_status.code(),
         Some(3),
@@ -1310,7 +1336,7 @@ fn stop_signals_stop_the_service_never_supd() {
 fn kill_at_end_of_grace_spares_processes_outside_supd() {
     // As a subreaper supd must never kill(-1): that would hit every process of the user.
     // A bystander started by the test itself (not below supd) must survive.
-    let mut bystander = Command::new("sleep").arg("1000").spawn().unwrap();
+    let mut bystander = Guarded(Command::new("sleep").arg("1000").spawn().unwrap());
     let dir = TempDir::new("bystander");
     let ready = dir.file("ready");
     let script = format!(
