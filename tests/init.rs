@@ -813,6 +813,38 @@ fn stragglers_that_exit_on_term_end_supd_at_once() {
             started.elapsed() < Duration::from_secs(3),
             "{mode:?}: supd waited for the grace period"
         );
+        // A classic daemon: double fork + setsid, the service exits 0 once the daemon
+        // runs. supd TERMs the daemon (an orphan it inherited) and exits 0 at once.
+        let dir = TempDir::new("daemon");
+        let up = dir.file("up");
+        let script = format!(
+            "(setsid sh -c 'touch {u}; exec sleep 1000' &); \
+             while [ ! -e {u} ]; do sleep 0.01; done; exit 0",
+            u = up.display()
+        );
+        let started = Instant::now();
+        let (code, _) = run(mode, &["--grace", "10s", "--", "sh", "-c", &script]);
+        assert_eq!(code, 0, "{mode:?}: daemonizing service");
+        assert!(up.exists());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: the daemon was not terminated at once"
+        );
+        // A stopped straggler that traps TERM: supd continues it so the trap runs.
+        let trapped = dir.file("trapped");
+        let script = format!(
+            "bash -c 'trap \"exit 0\" TERM; touch {t}; while :; do sleep 0.05; done' & \
+             while [ ! -e {t} ]; do sleep 0.01; done; kill -STOP $!; \
+             until grep -q \"^State:.T\" /proc/$!/status; do sleep 0.01; done; exit 6",
+            t = trapped.display()
+        );
+        let started = Instant::now();
+        let (code, _) = run(mode, &["--grace", "10s", "--", "sh", "-c", &script]);
+        assert_eq!(code, 6, "{mode:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: the stopped straggler was not continued"
+        );
     }
 }
 

@@ -142,6 +142,20 @@ pub fn signal_descendants(signals: &[i32]) -> usize {
     pids.len()
 }
 
+/// SIGTERM to every process below supd, then SIGCONT to those that are stopped (so
+/// that they can act on it). Only to those: bash trapping both TERM and CONT can lose its
+/// TERM trap when both arrive together. Returns how many processes were signalled.
+pub fn terminate_descendants() -> usize {
+    let below = descendants_with_state(std::process::id() as i32);
+    for (pid, state) in &below {
+        send(*pid, libc::SIGTERM);
+        if matches!(state, 'T' | 't') {
+            send(*pid, libc::SIGCONT);
+        }
+    }
+    below.len()
+}
+
 /// The end of the grace period: SIGKILL everything below supd. As PID 1 `kill(-1)` is
 /// the atomic way to get every process in the namespace (including any that fork while
 /// we walk); the walk still runs to cover the not-PID-1 case and is harmless otherwise.

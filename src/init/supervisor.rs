@@ -284,7 +284,7 @@ impl Supervisor {
         // it already did.)
         self.start_grace(format!("service exited ({code})"));
         // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
-        let count = shutdown::signal_descendants(&[libc::SIGTERM, libc::SIGCONT]);
+        let count = shutdown::terminate_descendants();
         crate::debug!("terminating the rest", processes = count);
     }
 
