@@ -1276,10 +1276,39 @@ fn context_switches(pid: i32) -> u64 {
 
 #[test]
 fn idle_supd_makes_no_wakeups() {
-    for mode in MODES {
-        let mut supd = Supd::start(mode, |c| {
-            c.args(["--", "sleep", "1000"]);
-        });
+    // Both modes without the socket, and once with the request socket served (the
+    // default in a container): an idle listener must not wake supd either.
+    let dir = TempDir::new("idle");
+    for (mode, socket) in [
+        (Mode::Pid1, false),
+        (Mode::Subreaper, false),
+        (Mode::Subreaper, true),
+    ] {
+        let mut supd = if socket {
+            let child = Command::new(supd_bin())
+                .args([
+                    "--service",
+                    "idle",
+                    "--callbacks",
+                    "/dev/null",
+                    "--socket-dir",
+                ])
+                .arg(dir.path())
+                .args(["--", "sleep", "1000"])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("cannot start supd");
+            let pid = child.id() as i32;
+            let supd = Supd { child, pid, mode };
+            wait_for(Duration::from_secs(10), "the socket", || {
+                dir.file("idle-request.sock").exists().then_some(())
+            });
+            supd
+        } else {
+            Supd::start(mode, |c| {
+                c.args(["--", "sleep", "1000"]);
+            })
+        };
         let service = supd.service();
         wait_for(Duration::from_secs(10), "service exec", || {
             std::fs::read_to_string(format!("/proc/{service}/comm"))
@@ -1292,7 +1321,10 @@ fn idle_supd_makes_no_wakeups() {
         let before = context_switches(supd.pid);
         std::thread::sleep(Duration::from_millis(1500));
         let after = context_switches(supd.pid);
-        assert_eq!(after, before, "{mode:?}: supd woke up while idle");
+        assert_eq!(
+            after, before,
+            "{mode:?} socket={socket}: supd woke up while idle"
+        );
         supd.signal(libc::SIGTERM);
         assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(143));
     }
