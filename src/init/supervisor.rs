@@ -7,8 +7,8 @@
 //!   could hit a stranger). When it was, the rest (callbacks, stragglers) get SIGTERM
 //!   and the grace period starts, if it has not already;
 //! - the grace deadline, a timer that exists only while shutting down (an idle supd
-//!   makes no wakeups): SIGKILL to everything left, retried every 100 ms until the last
-//!   child is reaped.
+//!   makes no wakeups): SIGKILL to everything left, retried (100 ms, doubling up to 5 s)
+//!   until the last child is reaped.
 //!
 //! Exit condition, checked at the top of every turn: the main child has exited AND supd
 //! has no child left (alive or zombie). Because supd is PID 1 or a subreaper, "no child"
@@ -33,6 +33,11 @@ use crate::init::{shutdown, status};
 /// After the final SIGKILL, how often to look again for survivors (new forks, processes
 /// that were in uninterruptible sleep).
 const KILL_RETRY: Duration = Duration::from_millis(100);
+
+/// The retry interval doubles up to this: a process stuck in uninterruptible sleep (a
+/// dead NFS server) can outlive SIGKILL for long, and supd must not walk /proc ten
+/// times a second all that while.
+const KILL_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The longest grace period honoured (100 years): "never SIGKILL", without overflowing
 /// the clock arithmetic.
@@ -108,6 +113,7 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         main_status: None,
         deadline: None,
         killing: false,
+        kill_retry: KILL_RETRY,
     };
     let code = supervisor.run(&mut signals).await;
     let code = status::remap_exit(code, &init.remap_exit);
@@ -133,6 +139,8 @@ struct Supervisor {
     deadline: Option<Instant>,
     /// The grace period is over: SIGKILL has been sent.
     killing: bool,
+    /// The wait before the next SIGKILL round.
+    kill_retry: Duration,
 }
 
 impl Supervisor {
@@ -305,7 +313,8 @@ impl Supervisor {
         }
         let count = shutdown::kill_everything(self.pid1);
         crate::trace!("SIGKILL sent", processes = count);
-        self.deadline = Some(Instant::now() + KILL_RETRY);
+        self.deadline = Some(Instant::now() + self.kill_retry);
+        self.kill_retry = (self.kill_retry * 2).min(KILL_RETRY_MAX);
     }
 }
 
