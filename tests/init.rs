@@ -553,6 +553,32 @@ fn libc_reserved_and_real_time_signals_are_forwarded() {
 }
 
 #[test]
+fn sigpipe_from_supds_own_log_is_not_forwarded() {
+    // supd's stderr is a pipe nobody reads: its next log line raises SIGPIPE at supd
+    // itself. That one is supd's, not the service's: only USR1 and TERM may arrive.
+    let dir = TempDir::new("sigpipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut supd = Supd::start(Mode::Subreaper, |c| {
+        c.args(["-vv", "--grace", "5s", "--", "perl"])
+            .arg(fixture("record-signals.pl"))
+            .arg(dir.path())
+            .args(["service", "TERM"])
+            .stderr(writer);
+    });
+    wait_for(Duration::from_secs(10), "service ready", || {
+        dir.file("service.ready").exists().then_some(())
+    });
+    supd.signal(libc::SIGUSR1);
+    wait_for(Duration::from_secs(10), "USR1", || {
+        (!read_lines(&dir.file("service.log")).is_empty()).then_some(())
+    });
+    supd.signal(libc::SIGTERM);
+    assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(read_lines(&dir.file("service.log")), ["USR1", "TERM"]);
+}
+
+#[test]
 fn single_child_spares_the_grandchild() {
     for mode in MODES {
         let dir = TempDir::new("single");
