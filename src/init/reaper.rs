@@ -132,7 +132,9 @@ pub fn has_children() -> bool {
     let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
     // SAFETY: plain syscall with a valid out-pointer.
     let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, flags) };
-    rc == 0
+    // Only ECHILD means "none": on any other failure assume children, so that supd
+    // never exits (or gives up on the main child) while one may still live.
+    rc == 0 || Errno::last() != Errno::ECHILD
 }
 
 #[cfg(test)]
