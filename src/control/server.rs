@@ -93,6 +93,17 @@ impl ServerHandle {
         if self.state.closed.replace(true) {
             return;
         }
+        // Connections still sending their request will get no callback now.
+        let readers: Vec<AbortHandle> = self
+            .state
+            .reading
+            .borrow_mut()
+            .values()
+            .map(|(_, handle)| handle.clone())
+            .collect();
+        for handle in readers {
+            handle.abort();
+        }
         let path = &self.state.path;
         match std::fs::symlink_metadata(path) {
             Ok(meta) if (meta.dev(), meta.ino()) == self.state.inode => {
@@ -105,6 +116,17 @@ impl ServerHandle {
                 path = path.display()
             ),
             Err(_) => {}
+        }
+    }
+}
+
+impl ServerHandle {
+    /// Resolves when no client connection is left: after [`close`](Self::close) and the
+    /// last callback's exit, the final events have then reached their clients. Callers
+    /// bound the wait (a client may be too slow to read).
+    pub async fn drained(&self) {
+        while self.state.connections.get() > 0 {
+            self.state.no_connections.notified().await;
         }
     }
 }
@@ -139,6 +161,8 @@ struct State {
     /// A `list` is running its bash: at most one at a time (it is not a callback, so
     /// `--max-callbacks` does not bound it, and every request would start a bash).
     listing: Cell<bool>,
+    /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
+    no_connections: tokio::sync::Notify,
 }
 
 /// Bind the socket (synchronously, so errors are known before the service runs) and spawn
@@ -182,6 +206,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
         reading: RefCell::default(),
         closed: Cell::new(false),
         listing: Cell::new(false),
+        no_connections: tokio::sync::Notify::new(),
     });
     let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
     Ok(ServerHandle { state, accept })
@@ -388,9 +413,12 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        self.state
-            .connections
-            .set(self.state.connections.get().saturating_sub(1));
+        let left = self.state.connections.get().saturating_sub(1);
+        self.state.connections.set(left);
+        if left == 0 {
+            // `notify_one` keeps a permit if nobody waits yet: no lost wake-up.
+            self.state.no_connections.notify_one();
+        }
         if let Ok(mut reading) = self.state.reading.try_borrow_mut() {
             reading.remove(&self.id);
         }
@@ -611,6 +639,13 @@ impl State {
 
 /// Start the callback, then relay its events to this client for as long as it listens.
 async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Request) {
+    if state.closed.get() {
+        // Shutting down: a request accepted just before close() must not start a
+        // callback after init has already signalled everything below it.
+        let message = "supd is shutting down";
+        reply(&mut stream, &Event::error(ErrorKind::Internal, message)).await;
+        return;
+    }
     if let Some(message) = state.busy(&request.action) {
         crate::info!("busy", action = request.action, reason = message);
         reply(&mut stream, &Event::error(ErrorKind::Busy, message)).await;
@@ -829,6 +864,7 @@ mod tests {
             reading: RefCell::default(),
             closed: Cell::new(false),
             listing: Cell::new(false),
+            no_connections: tokio::sync::Notify::new(),
         }
     }
 

@@ -121,6 +121,9 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
     code
 }
 
+/// How long supd waits at exit for clients to receive their final events.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
 struct Supervisor {
     own_pid: i32,
     pid1: bool,
@@ -152,11 +155,10 @@ impl Supervisor {
                     self.reaper.reap();
                     if let Some(server) = &self.server {
                         server.close();
-                        // Give the request server's tasks a few turns to send the last
-                        // callbacks' exit events to their clients.
-                        for _ in 0..16 {
-                            tokio::task::yield_now().await;
-                        }
+                        // Let the request server send the last callbacks' exit events
+                        // to their clients; a client too slow to read them is not worth
+                        // delaying the container's stop for.
+                        let _ = tokio::time::timeout(DRAIN_LIMIT, server.drained()).await;
                     }
                     return code;
                 }
