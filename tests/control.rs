@@ -869,3 +869,61 @@ fn one_list_at_a_time() {
     let again = supd.ctl_output(&["list", &supd.service]);
     assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
 }
+
+#[test]
+fn the_lock_decides_between_two_starting_supds() {
+    // Two supds starting together could both find the socket stale; the second's
+    // unlink would then remove the first's fresh socket. The one holding
+    // `<socket>.lock` wins: while the lock is held, even a stale socket is left alone.
+    let dir = TempDir::new("lock");
+    let service = "svc-lock";
+    let path = dir.path().join(format!("{service}-request.sock"));
+    drop(UnixListener::bind(&path).unwrap());
+    let ino = std::fs::metadata(&path).unwrap().ino();
+    let lock_file =
+        std::fs::File::create(dir.path().join(format!("{service}-request.sock.lock"))).unwrap();
+    let held = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| e)
+        .unwrap();
+    let log = dir.path().join("supd-lock.log");
+    let mut supd = Command::new(supd_bin())
+        .args(["-v", "--service", service, "--socket-dir"])
+        .arg(dir.path())
+        .arg("--callbacks")
+        .arg(fixture("callbacks.sh"))
+        .args(["--", "sleep", "1000"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let logged = wait_for(Duration::from_secs(10), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("is live")
+    });
+    unsafe { libc::kill(supd.id() as i32, libc::SIGTERM) };
+    supd.wait().unwrap();
+    assert!(
+        logged,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().ino(),
+        ino,
+        "stale socket was taken"
+    );
+    drop(held);
+    // Lock released: the next supd replaces the stale socket and serves.
+    let supd = Supd::start_in(dir, service, &[]);
+    // (Not the inode: tmpfs may hand the new socket the old one's number.)
+    assert!(
+        wait_for(Duration::from_secs(10), || UnixStream::connect(&path)
+            .is_ok()),
+        "{}",
+        supd.log()
+    );
+    assert_eq!(
+        events(&supd.raw(b"root ping\n", false))[0]["supd_pid"],
+        supd.pid()
+    );
+}

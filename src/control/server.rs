@@ -19,11 +19,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::{Flock, FlockArg};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::AbortHandle;
@@ -161,6 +162,8 @@ struct State {
     /// A `list` is running its bash: at most one at a time (it is not a callback, so
     /// `--max-callbacks` does not bound it, and every request would start a bash).
     listing: Cell<bool>,
+    /// Held for supd's lifetime: one supd per service at a time (see [`lock_service`]).
+    _lock: Flock<std::fs::File>,
     /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
     no_connections: tokio::sync::Notify,
 }
@@ -172,6 +175,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     let args = &context.args;
     let service = service_name(args.service.as_deref())?;
     let path = protocol::socket_path(&args.socket_dir, &service);
+    let lock = lock_service(&path)?;
     let listener = bind(&path, args.socket_mode, args.socket_group.as_deref())?;
     let meta = std::fs::symlink_metadata(&path)?;
     let listener = UnixListener::from_std(listener)?;
@@ -206,6 +210,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
         reading: RefCell::default(),
         closed: Cell::new(false),
         listing: Cell::new(false),
+        _lock: lock,
         no_connections: tokio::sync::Notify::new(),
     });
     let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
@@ -232,6 +237,41 @@ pub fn service_name(flag: Option<&str>) -> io::Result<String> {
             format!("bad service name {name:?} (want [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, it names the socket file)"),
         ))
     }
+}
+
+/// Take `<socket>.lock` (flock, non-blocking) before touching the socket file. Without
+/// it, two supds starting together could both find the socket stale, and the second's
+/// unlink would remove the first's fresh socket, leaving it serving an unlinked file.
+/// The kernel drops the lock when its holder dies, so a crashed supd never blocks the
+/// next one. The small lock file stays (it is not a socket: `supctl services` skips it).
+fn lock_service(socket: &Path) -> io::Result<Flock<std::fs::File>> {
+    let mut name = socket.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
+        if errno == nix::errno::Errno::EWOULDBLOCK {
+            io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!(
+                    "{} is live: another supd holds {}; not taking it over",
+                    socket.display(),
+                    path.display()
+                ),
+            )
+        } else {
+            io::Error::new(
+                io::Error::from(errno).kind(),
+                format!("cannot lock {}: {errno}", path.display()),
+            )
+        }
+    })
 }
 
 /// Replace a stale socket, never a live one; bind with the final mode before accepting.
@@ -864,6 +904,15 @@ mod tests {
             reading: RefCell::default(),
             closed: Cell::new(false),
             listing: Cell::new(false),
+            _lock: {
+                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path =
+                    std::env::temp_dir().join(format!("supd-unit-{}-{n}.sock", std::process::id()));
+                let lock = lock_service(&path).unwrap();
+                let _ = std::fs::remove_file(path.with_extension("sock.lock"));
+                lock
+            },
             no_connections: tokio::sync::Notify::new(),
         }
     }
