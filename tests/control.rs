@@ -176,6 +176,31 @@ impl Drop for Supd {
     }
 }
 
+/// A child that is terminated (TERM, then reaped) when a test panics before doing so.
+struct KillOnDrop(Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn unique() -> usize {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     COUNTER.fetch_add(1, Ordering::SeqCst)
@@ -643,7 +668,7 @@ fn stale_socket_replaced_live_socket_kept() {
     );
 
     // A second supd for the same service leaves the live socket alone and says why.
-    let mut second = Supd::spawn(first.dir.path(), service, &[]);
+    let mut second = KillOnDrop(Supd::spawn(first.dir.path(), service, &[]));
     assert!(
         wait_for(Duration::from_secs(10), || first.log().contains("is live")),
         "{}",
@@ -886,15 +911,17 @@ fn the_lock_decides_between_two_starting_supds() {
         .map_err(|(_, e)| e)
         .unwrap();
     let log = dir.path().join("supd-lock.log");
-    let mut supd = Command::new(supd_bin())
-        .args(["-v", "--service", service, "--socket-dir"])
-        .arg(dir.path())
-        .arg("--callbacks")
-        .arg(fixture("callbacks.sh"))
-        .args(["--", "sleep", "1000"])
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut supd = KillOnDrop(
+        Command::new(supd_bin())
+            .args(["-v", "--service", service, "--socket-dir"])
+            .arg(dir.path())
+            .arg("--callbacks")
+            .arg(fixture("callbacks.sh"))
+            .args(["--", "sleep", "1000"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let logged = wait_for(Duration::from_secs(10), || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
