@@ -11,7 +11,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::{stderr, stdout, supd_bin, TempDir};
+use crate::util::{stderr, stdout, supd_bin, Guarded, TempDir};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -173,31 +173,6 @@ impl Supd {
 impl Drop for Supd {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A child that is terminated (TERM, then reaped) when a test panics before doing so.
-struct KillOnDrop(Child);
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-            let _ = self.0.wait();
-        }
     }
 }
 
@@ -668,7 +643,7 @@ fn stale_socket_replaced_live_socket_kept() {
     );
 
     // A second supd for the same service leaves the live socket alone and says why.
-    let mut second = KillOnDrop(Supd::spawn(first.dir.path(), service, &[]));
+    let mut second = Guarded(Supd::spawn(first.dir.path(), service, &[]));
     assert!(
         wait_for(Duration::from_secs(10), || first.log().contains("is live")),
         "{}",
@@ -911,7 +886,7 @@ fn the_lock_decides_between_two_starting_supds() {
         .map_err(|(_, e)| e)
         .unwrap();
     let log = dir.path().join("supd-lock.log");
-    let mut supd = KillOnDrop(
+    let mut supd = Guarded(
         Command::new(supd_bin())
             .args(["-v", "--service", service, "--socket-dir"])
             .arg(dir.path())

@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::util::supd_bin;
+use crate::util::{children_of, kill_tree_if_running, supd_bin, Guarded};
 
 /// How supd is started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,15 +84,6 @@ fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-/// The children of `pid` (its main thread's, which is all a single-threaded process has).
-fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
 }
 
 fn alive(pid: i32) -> bool {
@@ -172,48 +163,6 @@ impl Supd {
 impl Drop for Supd {
     fn drop(&mut self) {
         kill_tree_if_running(&mut self.child);
-    }
-}
-
-/// A failed test must not leave processes behind: when `child` (our direct child, not
-/// yet waited for, so its pid cannot have been reused) still runs, SIGKILL it and every
-/// process below it, then reap it.
-fn kill_tree_if_running(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let mut tree = vec![child.id() as i32];
-        let mut i = 0;
-        while i < tree.len() {
-            let below = children_of(tree[i]);
-            tree.extend(below);
-            i += 1;
-        }
-        for pid in tree.iter().rev() {
-            // SAFETY: plain syscall on pids found alive below our unreaped child.
-            unsafe { libc::kill(*pid, libc::SIGKILL) };
-        }
-        let _ = child.wait();
-    }
-}
-
-/// A child process killed with its whole tree if the test ends while it still runs.
-struct Guarded(Child);
-
-impl std::ops::Deref for Guarded {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Guarded {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Guarded {
-    fn drop(&mut self) {
-        kill_tree_if_running(&mut self.0);
     }
 }
 
