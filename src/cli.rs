@@ -4,17 +4,34 @@
 //! Every option of `supd` itself also reads `SUPD_<OPTION>` from the environment; a flag
 //! on the command line wins. Durations accept `500ms`, `8s`, `30m`, `1h`, `1h30m` or a
 //! bare number of seconds.
+//!
+//! This module belongs to the binary, not the library: it is the one place that knows
+//! clap, and [`Cli::into_face`] turns what it parsed into the `Config` of one face.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::log::Format;
+use supd::control::{protocol, server};
+use supd::{ctl, init, log, schedule};
 
-/// The entrypoint run when no CMD is given (the legacy personality contract).
-pub const DEFAULT_ENTRYPOINT: &str = "/usr/local/sbin/entrypoint.sh";
+/// Log format on stderr (clap's face of [`log::Format`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl From<LogFormat> for log::Format {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => log::Format::Text,
+            LogFormat::Json => log::Format::Json,
+        }
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,7 +81,7 @@ pub struct LogArgs {
         default_value = "text",
         env = "SUPD_LOG_FORMAT"
     )]
-    pub log_format: Format,
+    pub log_format: LogFormat,
 
     /// More log output (repeat for more: -v info, -vv debug, -vvv trace).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, env = "SUPD_VERBOSE")]
@@ -287,10 +304,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ))
             }
         };
-        let millis = number
+        // Checked all the way: a sum past u64 must be a usage error, not a panic.
+        total = number
             .checked_mul(millis_per_unit)
+            .and_then(|millis| total.checked_add(Duration::from_millis(millis)))
             .ok_or_else(|| format!("duration {text:?} too large"))?;
-        total += Duration::from_millis(millis);
     }
     Ok(total)
 }
@@ -340,6 +358,134 @@ fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("bad octal mode {text:?}"))
 }
 
+/// One face of the binary, configured.
+pub enum Face {
+    Init(init::Config),
+    Ctl(ctl::Config),
+    Scheduler(schedule::Config),
+}
+
+impl Cli {
+    /// The log settings and the face to run. Fails (a usage error) when a setting clap
+    /// cannot check is wrong, e.g. a service name that cannot name a socket file.
+    pub fn into_face(self) -> Result<(Option<log::Level>, log::Format, Face), String> {
+        let level = log::Level::from_verbosity(self.log.verbose, self.log.quiet);
+        let format = self.log.log_format.into();
+        let face = match self.command {
+            None => Face::Init(init_config(self.init, self.socket, self.cmd)?),
+            Some(Command::Ctl(args)) => Face::Ctl(args.into()),
+            Some(Command::Scheduler(args)) => Face::Scheduler(args.into()),
+        };
+        Ok((level, format, face))
+    }
+}
+
+fn init_config(
+    init: InitArgs,
+    socket: SocketArgs,
+    cmd: Vec<OsString>,
+) -> Result<init::Config, String> {
+    let server = if socket.no_socket {
+        None
+    } else {
+        Some(server::Config {
+            service: service_name(socket.service.as_deref())?,
+            socket_dir: socket.socket_dir,
+            callbacks: socket.callbacks,
+            callback_lib: socket.callback_lib,
+            max_callbacks: socket.max_callbacks,
+            callback_timeout: socket.callback_timeout,
+            socket_mode: socket.socket_mode,
+            socket_group: socket.socket_group,
+            allow_uid: socket.allow_uid,
+            allow_gid: socket.allow_gid,
+        })
+    };
+    Ok(init::Config {
+        cmd,
+        grace: init.grace,
+        single_child: init.single_child,
+        rewrite: init.rewrite,
+        remap_exit: init.remap_exit,
+        server,
+    })
+}
+
+/// `--service`, else $SERVICE, else the host name; it must be a plain file name.
+fn service_name(flag: Option<&str>) -> Result<String, String> {
+    let name = match flag {
+        Some(name) => name.to_string(),
+        None => match std::env::var("SERVICE") {
+            Ok(name) if !name.is_empty() => name,
+            _ => nix::unistd::gethostname()
+                .map_err(|e| format!("no --service and cannot read the host name: {e}"))?
+                .to_string_lossy()
+                .into_owned(),
+        },
+    };
+    if protocol::valid_service(&name) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "bad service name {name:?} (want [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}: it names \
+             the socket file; set --service or $SERVICE)"
+        ))
+    }
+}
+
+impl From<CtlArgs> for ctl::Config {
+    fn from(args: CtlArgs) -> Self {
+        let command = match args.action {
+            CtlCommand::Send {
+                service,
+                action,
+                args,
+                user,
+                no_wait,
+                timeout,
+            } => ctl::Command::Send {
+                service,
+                action,
+                args,
+                user,
+                no_wait,
+                timeout,
+            },
+            CtlCommand::List { service } => ctl::Command::List { service },
+            CtlCommand::Status { service } => ctl::Command::Status { service },
+            CtlCommand::Ping { service, timeout } => ctl::Command::Ping { service, timeout },
+            CtlCommand::Services => ctl::Command::Services,
+        };
+        ctl::Config {
+            socket_dir: args.socket_dir,
+            json: args.json,
+            command,
+        }
+    }
+}
+
+impl From<SchedulerArgs> for schedule::Config {
+    fn from(args: SchedulerArgs) -> Self {
+        let mode = match (args.next, args.expr) {
+            // clap's `requires` makes --next and --expr come together.
+            (Some(count), Some(expr)) => schedule::Mode::Next {
+                count,
+                expr,
+                from: args.from,
+                tz: args.tz,
+            },
+            _ if args.check => schedule::Mode::Check,
+            _ => schedule::Mode::Serve,
+        };
+        schedule::Config {
+            file: args.file,
+            socket_dir: args.socket_dir,
+            retry_for: args.retry_for,
+            mode,
+        }
+    }
+}
+
 /// Parse argv, turning `supctl ARGS` (argv[0] decides) into `supd ctl ARGS`.
 pub fn parse() -> Cli {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -367,6 +513,10 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+        // Sums past u64 are errors, not panics.
+        assert!(parse_duration("18446744073709551615s").is_err());
+        let sum_past_u64_seconds = "18446744073709551s".repeat(1001);
+        assert!(parse_duration(&sum_past_u64_seconds).is_err());
     }
 
     #[test]

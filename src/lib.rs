@@ -1,20 +1,24 @@
 //! supd: PID 1 for containers, a housekeeping request socket, and a cron scheduler,
-//! in one static binary. `main.rs` only dispatches; the parts live here so that tests
-//! and fuzz targets can reach them.
+//! in one static binary.
+//!
+//! The binary's `main.rs` parses the command line (`cli.rs`, the only user of clap) into
+//! one `Config` per face and calls that face's `run`; everything else lives here so that
+//! tests and fuzz targets can reach it. Dependencies point one way:
+//!
+//! ```text
+//! init ──> control::server ──┐
+//! ctl ───> control::client ──┼──> sys, log, exit
+//! schedule ──────────────────┘
+//! ```
 
-pub mod cli;
+// No unwrap on anything input can reach: a panic in PID 1 kills the container.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub mod exit;
 pub mod log;
+pub mod sys;
 
 pub mod control;
+pub mod ctl;
 pub mod init;
 pub mod schedule;
-
-/// The one kind of event loop all three faces use: a current-thread tokio runtime with
-/// I/O and timers. No worker threads (they would inherit, and could steal, signals), no
-/// blocking pool in use, nothing that wakes up on its own: an idle supd sleeps in epoll.
-pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()
-}

@@ -1,17 +1,23 @@
-//! argv[0] / subcommand dispatch only.
+//! argv[0] / subcommand dispatch only: parse, build the face's Config, run it.
 
-use supd::cli::{self, Command};
+mod cli;
+
+use cli::Face;
 
 fn main() {
     let cli = cli::parse();
-    supd::log::init(
-        supd::log::Level::from_verbosity(cli.log.verbose, cli.log.quiet),
-        cli.log.log_format,
-    );
-    let code = match cli.command {
-        None => supd::init::run(cli.init, cli.socket, cli.cmd),
-        Some(Command::Ctl(args)) => supd::control::client::run(args),
-        Some(Command::Scheduler(args)) => supd::schedule::run(args),
+    let (level, format, face) = match cli.into_face() {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!("error: {message}");
+            std::process::exit(supd::exit::USAGE);
+        }
+    };
+    supd::log::init(level, format);
+    let code = match face {
+        Face::Init(config) => supd::init::run(config),
+        Face::Ctl(config) => supd::ctl::run(config),
+        Face::Scheduler(config) => supd::schedule::run(config),
     };
     std::process::exit(code);
 }

@@ -331,7 +331,7 @@ fn remap_exit_and_usage_errors() {
 /// with an empty tmpfs over the directory of the default entrypoint; `setup` is a shell
 /// snippet run in it first (e.g. to create the entrypoint). (exit code, stderr)
 fn run_default_entrypoint(setup: &str) -> (i32, String) {
-    let dir = Path::new(supd::cli::DEFAULT_ENTRYPOINT).parent().unwrap();
+    let dir = Path::new(supd::init::DEFAULT_ENTRYPOINT).parent().unwrap();
     let script = format!(
         "mkdir -p {d} && mount -t tmpfs none {d} && {setup} exec \"$0\" --no-socket",
         d = dir.display()
@@ -365,7 +365,7 @@ fn default_entrypoint_runs_and_missing_is_127() {
     );
     let (code, stderr) = run_default_entrypoint(&format!(
         "printf '#!/bin/sh\\nexit 42\\n' > {e} && chmod +x {e} &&",
-        e = supd::cli::DEFAULT_ENTRYPOINT
+        e = supd::init::DEFAULT_ENTRYPOINT
     ));
     assert_eq!(code, 42, "the default entrypoint ran: {stderr}");
 }

@@ -32,8 +32,8 @@ use tokio::net::unix::pipe;
 use tokio::sync::{oneshot, Notify};
 
 use crate::control::protocol::{Event, Request, VERSION};
-use crate::init::reaper::{Exit, Reaper};
-use crate::init::spawn::{self, Group};
+use crate::sys::reaper::{Exit, Reaper};
+use crate::sys::spawn::{self, Group};
 
 /// Sources the files, answers the handshake on fd 3, calls the function.
 const RUN_SCRIPT: &str = r#"if [ -n "$SUPD_CALLBACK_LIB" ]; then source "$SUPD_CALLBACK_LIB" || exit; fi

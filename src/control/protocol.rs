@@ -17,6 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::exit;
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried by `started` and the built-in answers.
@@ -417,11 +418,11 @@ impl ErrorKind {
     /// supctl's exit status for this error (sysexits.h, and 124 like timeout(1)).
     pub fn exit_code(self) -> i32 {
         match self {
-            ErrorKind::Busy => 75,
-            ErrorKind::UnknownAction | ErrorKind::BadRequest => 64,
-            ErrorKind::Denied => 77,
-            ErrorKind::Timeout => 124,
-            ErrorKind::Internal | ErrorKind::Other => 70,
+            ErrorKind::Busy => exit::EX_TEMPFAIL,
+            ErrorKind::UnknownAction | ErrorKind::BadRequest => exit::EX_USAGE,
+            ErrorKind::Denied => exit::EX_NOPERM,
+            ErrorKind::Timeout => exit::TIMEOUT,
+            ErrorKind::Internal | ErrorKind::Other => exit::EX_SOFTWARE,
         }
     }
 }

@@ -29,12 +29,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::AbortHandle;
 
-use crate::cli::SocketArgs;
 use crate::control::callbacks::{self, Ending, Outbox, Settings, Take};
 use crate::control::protocol::{
     self, ErrorKind, Event, LastResult, Request, Running, Status, MAX_REQUEST, VERSION,
 };
-use crate::init::reaper::Reaper;
+use crate::sys::reaper::Reaper;
 
 /// Connections still sending their request line.
 pub const MAX_READING: usize = 64;
@@ -50,9 +49,32 @@ pub const MAX_LAST_RESULTS: usize = 256;
 /// How long a one-shot reply (error, built-in) may take to write.
 const REPLY_WRITE: Duration = Duration::from_secs(5);
 
+/// The request socket's settings, as the command line gave them (built by `cli`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Names the socket `<socket_dir>/<service>-request.sock`; already validated.
+    pub service: String,
+    pub socket_dir: PathBuf,
+    /// The service's callbacks file, defining bash functions `CB_<action>`.
+    pub callbacks: PathBuf,
+    /// Helper library sourced before the callbacks file (skipped when absent).
+    pub callback_lib: PathBuf,
+    /// How many different actions may run at once.
+    pub max_callbacks: u32,
+    /// A callback running longer has its process group killed.
+    pub callback_timeout: Duration,
+    pub socket_mode: u32,
+    /// Group owning the socket file (name or number).
+    pub socket_group: Option<String>,
+    /// Only these peer uids may send requests (empty: anyone who can open the socket).
+    pub allow_uid: Vec<u32>,
+    /// Only peers with these gids may send requests.
+    pub allow_gid: Vec<u32>,
+}
+
 /// What the server needs from the init side.
 pub struct ServerContext {
-    pub args: SocketArgs,
+    pub config: Config,
     pub reaper: Rc<Reaper>,
     /// The service's (main child's) pid, for `status`.
     pub service_pid: u32,
@@ -172,8 +194,8 @@ struct State {
 /// the accept loop on the current `LocalSet`. Must be called inside the runtime and a
 /// `LocalSet`.
 pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
-    let args = &context.args;
-    let service = service_name(args.service.as_deref())?;
+    let args = &context.config;
+    let service = args.service.clone();
     let path = protocol::socket_path(&args.socket_dir, &service);
     let lock = lock_service(&path)?;
     let listener = bind(&path, args.socket_mode, args.socket_group.as_deref())?;
@@ -215,28 +237,6 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     });
     let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
     Ok(ServerHandle { state, accept })
-}
-
-/// `--service`, else $SERVICE, else the host name; it must be a plain file name.
-pub fn service_name(flag: Option<&str>) -> io::Result<String> {
-    let name = match flag {
-        Some(name) => name.to_string(),
-        None => match std::env::var("SERVICE") {
-            Ok(name) if !name.is_empty() => name,
-            _ => nix::unistd::gethostname()
-                .map_err(io::Error::from)?
-                .to_string_lossy()
-                .into_owned(),
-        },
-    };
-    if protocol::valid_service(&name) {
-        Ok(name)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("bad service name {name:?} (want [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}, it names the socket file)"),
-        ))
-    }
 }
 
 /// Take `<socket>.lock` (flock, non-blocking) before touching the socket file. Without

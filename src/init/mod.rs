@@ -7,35 +7,55 @@
 //! 4. [`supervisor::supervise`]: spawn the service, start the request socket, and loop
 //!    over signals, the service's exit and the grace deadline until nothing is left.
 
-pub mod reaper;
+pub mod rules;
 pub mod shutdown;
-pub mod signals;
-pub mod spawn;
-pub mod status;
 pub mod supervisor;
 
 use std::ffi::OsString;
+use std::time::Duration;
 
-use crate::cli::{InitArgs, SocketArgs};
+use crate::control::server;
+use crate::exit;
+use crate::sys::signals;
+
+/// The entrypoint run when no CMD is given (the legacy personality contract).
+pub const DEFAULT_ENTRYPOINT: &str = "/usr/local/sbin/entrypoint.sh";
+
+/// The init's settings, as the command line gave them (built by `cli`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The service entrypoint and its arguments; empty: [`DEFAULT_ENTRYPOINT`].
+    pub cmd: Vec<OsString>,
+    /// Time between the terminating signal and SIGKILL of everything left.
+    pub grace: Duration,
+    /// Forward signals to the main child only, not to its whole process group.
+    pub single_child: bool,
+    /// Map a received signal to another before forwarding (first match wins).
+    pub rewrite: Vec<(i32, i32)>,
+    /// Map the service's exit status to another (first match wins).
+    pub remap_exit: Vec<(u8, u8)>,
+    /// The request socket; `None` with `--no-socket`.
+    pub server: Option<server::Config>,
+}
 
 /// Run as the container's init; returns supd's exit status.
-pub fn run(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
+pub fn run(config: Config) -> i32 {
     if let Err(err) = signals::block_all() {
         crate::error!("cannot block signals", error = err);
-        return 1;
+        return exit::FAILURE;
     }
     if std::process::id() != 1 {
         become_subreaper();
     }
-    let runtime = match crate::event_loop() {
+    let runtime = match crate::sys::event_loop() {
         Ok(runtime) => runtime,
         Err(err) => {
             crate::error!("cannot start the event loop", error = err);
-            return 1;
+            return exit::FAILURE;
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, supervisor::supervise(init, socket, cmd))
+    local.block_on(&runtime, supervisor::supervise(config))
 }
 
 /// Without PID 1 or this flag, orphans of the service escape to the host's reaper and

@@ -23,12 +23,13 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::cli::{InitArgs, SocketArgs, DEFAULT_ENTRYPOINT};
 use crate::control::server::{self, ServerContext, ServerHandle};
-use crate::init::reaper::{self, Exit, Reaper};
-use crate::init::signals::{Received, Signals};
-use crate::init::spawn::{self, Group};
-use crate::init::{shutdown, status};
+use crate::exit;
+use crate::init::{rules, shutdown, Config, DEFAULT_ENTRYPOINT};
+use crate::sys::process::{any_stopped_below_self, send};
+use crate::sys::reaper::{self, Exit, Reaper};
+use crate::sys::signals::{signal_name, Received, Signals};
+use crate::sys::spawn::{self, Group};
 
 /// After the final SIGKILL, how often to look again for survivors (new forks, processes
 /// that were in uninterruptible sleep).
@@ -45,17 +46,17 @@ const MAX_GRACE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// Spawn the service and supervise it until everything below supd is gone. Returns
 /// supd's exit status. Runs inside a current-thread runtime and a `LocalSet`.
-pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -> i32 {
+pub async fn supervise(config: Config) -> i32 {
     let mut signals = match Signals::new() {
         Ok(signals) => signals,
         Err(err) => {
             crate::error!("cannot create the signalfd", error = err);
-            return 1;
+            return exit::FAILURE;
         }
     };
     let reaper = Rc::new(Reaper::new());
 
-    let (program, args) = match cmd.split_first() {
+    let (program, args) = match config.cmd.split_first() {
         Some((program, args)) => (program.clone(), args.to_vec()),
         None => (OsString::from(DEFAULT_ENTRYPOINT), Vec::new()),
     };
@@ -66,9 +67,9 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         Ok(child) => child.id(),
         Err(err) => {
             let path = std::path::Path::new(&program).display().to_string();
-            let message = format!("cannot run {path}: {}", status::describe_spawn_error(&err));
+            let message = format!("cannot run {path}: {}", spawn::describe_error(&err));
             crate::error!(message);
-            return status::spawn_failure(&err);
+            return exit::spawn_failure(&err);
         }
     };
     // Register before the next .await: the reaper only runs from this loop.
@@ -79,11 +80,9 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         cmd = program.to_string_lossy()
     );
 
-    let server = if socket.no_socket {
-        None
-    } else {
+    let server = if let Some(server_config) = config.server {
         let context = ServerContext {
-            args: socket,
+            config: server_config,
             reaper: Rc::clone(&reaper),
             service_pid: pid,
             supd_pid: std::process::id(),
@@ -98,15 +97,17 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
                 None
             }
         }
+    } else {
+        None
     };
 
     let mut supervisor = Supervisor {
         own_pid: std::process::id() as i32,
         pid1: std::process::id() == 1,
         service: pid as i32,
-        grace: init.grace,
-        single_child: init.single_child,
-        rewrite: init.rewrite,
+        grace: config.grace,
+        single_child: config.single_child,
+        rewrite: config.rewrite,
         server,
         reaper,
         main_exit,
@@ -116,7 +117,7 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         kill_retry: KILL_RETRY,
     };
     let code = supervisor.run(&mut signals).await;
-    let code = status::remap_exit(code, &init.remap_exit);
+    let code = exit::remap(code, &config.remap_exit);
     crate::debug!("exiting", status = code);
     code
 }
@@ -187,15 +188,15 @@ impl Supervisor {
             // Raised by supd itself (SIGPIPE on a closed stderr...): not for the service.
             return;
         }
-        let signal = status::rewrite_signal(received.signal, &self.rewrite);
+        let signal = rules::rewrite_signal(received.signal, &self.rewrite);
         crate::debug!(
             "forwarding signal",
-            received = status::signal_name(received.signal),
-            signal = status::signal_name(signal),
+            received = signal_name(received.signal),
+            signal = signal_name(signal),
             from_pid = received.sender_pid,
         );
-        let terminating = status::is_terminating(signal);
-        if terminating && shutdown::any_stopped_below_self() {
+        let terminating = rules::is_terminating(signal);
+        if terminating && any_stopped_below_self() {
             // A stopped service cannot act on the signal until it is continued. CONT
             // goes first, and only when something is stopped: bash 5.2, trapping both,
             // can lose a TERM trap when CONT arrives after TERM.
@@ -203,15 +204,15 @@ impl Supervisor {
         }
         self.forward(signal);
         if terminating {
-            self.start_grace(status::signal_name(signal));
-        } else if status::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {
+            self.start_grace(signal_name(signal));
+        } else if rules::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {
             // Ctrl-Z on a terminal where supd, not the service, is the foreground group
             // (run from an interactive shell with stdin redirected): the service is
             // stopped by the forward above; now stop supd too, so that the user's shell
             // sees the job stop and gets the terminal back. `fg` continues supd with
             // SIGCONT, which is forwarded like any other signal (dumb-init does the
             // same). PID 1 cannot be stopped and never tries.
-            shutdown::send(self.own_pid, libc::SIGSTOP);
+            send(self.own_pid, libc::SIGSTOP);
         }
     }
 
@@ -221,8 +222,8 @@ impl Supervisor {
     /// which could be reused once its last member is gone.
     fn forward(&self, signal: i32) {
         match (self.main_status.is_some(), self.single_child) {
-            (false, false) => shutdown::send(-self.service, signal),
-            (false, true) => shutdown::send(self.service, signal),
+            (false, false) => send(-self.service, signal),
+            (false, true) => send(self.service, signal),
             (true, false) => {
                 shutdown::signal_descendants(&[signal]);
             }
@@ -310,8 +311,8 @@ impl Supervisor {
             }
         }
         if self.main_status.is_none() {
-            shutdown::send(-self.service, libc::SIGKILL);
-            shutdown::send(self.service, libc::SIGKILL);
+            send(-self.service, libc::SIGKILL);
+            send(self.service, libc::SIGKILL);
         }
         let count = shutdown::kill_everything(self.pid1);
         crate::trace!("SIGKILL sent", processes = count);

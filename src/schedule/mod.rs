@@ -12,37 +12,65 @@ pub mod plan;
 pub mod runner;
 
 use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use jiff::Timestamp;
 
-use crate::cli::SchedulerArgs;
+use crate::exit::{self, EX_DATAERR, EX_NOINPUT, USAGE};
 use crontab::LoadError;
 
-/// Exit statuses (sysexits.h).
-pub const EX_DATAERR: i32 = 65;
-pub const EX_NOINPUT: i32 = 66;
-pub const EX_USAGE: i32 = 2;
+/// The scheduler's settings, as the command line gave them (built by `cli`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The schedule file.
+    pub file: PathBuf,
+    /// Directory of the request sockets.
+    pub socket_dir: PathBuf,
+    /// Keep retrying an absent or refusing socket this long (or until the job is due).
+    pub retry_for: Duration,
+    pub mode: Mode,
+}
+
+/// What `supd scheduler` does with the file.
+#[derive(Clone, Debug)]
+pub enum Mode {
+    /// Run the schedule until SIGTERM.
+    Serve,
+    /// `--check`: validate, list each job and its next run, exit.
+    Check,
+    /// `--next N --expr EXPR [--from T] [--tz ZONE]`: print fire times, exit.
+    Next {
+        count: u32,
+        expr: String,
+        from: Option<String>,
+        tz: Option<String>,
+    },
+}
 
 /// Run `supd scheduler`; returns the exit status.
-pub fn run(args: SchedulerArgs) -> i32 {
-    if let Some(count) = args.next {
-        return next(&args, count);
+pub fn run(config: Config) -> i32 {
+    match &config.mode {
+        Mode::Next {
+            count,
+            expr,
+            from,
+            tz,
+        } => next(*count, expr, from.as_deref(), tz.as_deref()),
+        Mode::Check => check(&config),
+        Mode::Serve => serve(config),
     }
-    if args.check {
-        return check(&args);
-    }
-    serve(args)
 }
 
 /// The long-running scheduler.
 ///
 /// Its log lines about runs are its output, so its default level is info (not the
 /// global default warn): `-q` gives errors only, `-v` debug (with the callbacks' output).
-fn serve(args: SchedulerArgs) -> i32 {
+fn serve(config: Config) -> i32 {
     // Signals first, before any thread exists (PID 1 of the scheduler container).
-    if let Err(e) = crate::init::signals::block_all() {
+    if let Err(e) = crate::sys::signals::block_all() {
         crate::error!("cannot block signals", error = e);
-        return 70;
+        return exit::EX_SOFTWARE;
     }
     use crate::log::{enabled, set_level, Level};
     if enabled(Level::Warn) && !enabled(Level::Info) {
@@ -50,11 +78,11 @@ fn serve(args: SchedulerArgs) -> i32 {
     } else if enabled(Level::Info) && !enabled(Level::Debug) {
         set_level(Some(Level::Debug)); // -v: one step louder than the default
     }
-    let (zone, jobs, text) = match load_or_report(&args) {
+    let (zone, jobs, text) = match load_or_report(&config) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
-    runner::run(args, zone, jobs, text)
+    runner::run(config, zone, jobs, text)
 }
 
 fn eprint_line(line: &str) {
@@ -62,22 +90,18 @@ fn eprint_line(line: &str) {
 }
 
 /// `--next N --expr EXPR [--from T] [--tz ZONE]`.
-fn next(args: &SchedulerArgs, count: u32) -> i32 {
-    let Some(expr) = args.expr.as_deref() else {
-        eprint_line("--next needs --expr");
-        return EX_USAGE;
-    };
-    let from = match args.from.as_deref() {
+fn next(count: u32, expr: &str, from: Option<&str>, tz: Option<&str>) -> i32 {
+    let from = match from {
         None => Timestamp::now(),
         Some(text) => match text.parse::<Timestamp>() {
             Ok(ts) => ts,
             Err(e) => {
                 eprint_line(&format!("--from: bad RFC3339 time {text:?}: {e}"));
-                return EX_USAGE;
+                return USAGE;
             }
         },
     };
-    let zone = match args.tz.as_deref() {
+    let zone = match tz {
         Some(name) => crontab::lookup_zone(name, &jiff::tz::TimeZoneDatabase::bundled())
             .map_err(|e| format!("--tz: {e}")),
         None => crontab::default_zone(),
@@ -113,14 +137,12 @@ fn next(args: &SchedulerArgs, count: u32) -> i32 {
         }
     }
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    0
+    exit::SUCCESS
 }
 
 /// Load the file with the default zone ($TZ, else UTC). Errors are printed (every one
 /// of them, `NAME:LINE: message`) and turned into the exit status: 65 invalid, 66 missing.
-fn load_or_report(
-    args: &SchedulerArgs,
-) -> Result<(crontab::Zone, Vec<crontab::Job>, Vec<u8>), i32> {
+fn load_or_report(config: &Config) -> Result<(crontab::Zone, Vec<crontab::Job>, Vec<u8>), i32> {
     let zone = match crontab::default_zone() {
         Ok(zone) => zone,
         Err(e) => {
@@ -128,7 +150,7 @@ fn load_or_report(
             return Err(EX_DATAERR);
         }
     };
-    match crontab::load(&args.file, &zone) {
+    match crontab::load(&config.file, &zone) {
         Ok((jobs, text)) => Ok((zone, jobs, text)),
         Err(LoadError::Unreadable(e)) => {
             eprint_line(&e);
@@ -144,13 +166,13 @@ fn load_or_report(
 }
 
 /// `--check [--file F]`: validate, list each job and its next run.
-fn check(args: &SchedulerArgs) -> i32 {
-    let (_, jobs, _) = match load_or_report(args) {
+fn check(config: &Config) -> i32 {
+    let (_, jobs, _) = match load_or_report(config) {
         Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let now = Timestamp::now();
-    let name = args.file.display().to_string();
+    let name = config.file.display().to_string();
     let mut out = String::new();
     for job in &jobs {
         let next = calendar::next_after(&job.schedule, &job.tz, now).map_or_else(
@@ -168,5 +190,5 @@ fn check(args: &SchedulerArgs) -> i32 {
         if jobs.len() == 1 { "" } else { "s" }
     ));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
-    0
+    exit::SUCCESS
 }

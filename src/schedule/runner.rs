@@ -32,9 +32,10 @@ use tokio::io::Interest;
 use super::calendar::format_local;
 use super::crontab::{self, Job, Zone};
 use super::plan::{Planner, Step};
-use crate::cli::SchedulerArgs;
+use super::Config;
 use crate::control::client::{self, ClientError, Outcome};
 use crate::control::protocol::{ErrorKind, Event, Request};
+use crate::exit;
 use crate::log::Level;
 
 /// Backoff between delivery attempts to an absent or refusing socket.
@@ -47,16 +48,16 @@ fn mono(origin: Instant) -> Duration {
 }
 
 /// Run the scheduler until SIGTERM; returns the exit status.
-pub fn run(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
-    let runtime = match crate::event_loop() {
+pub fn run(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
+    let runtime = match crate::sys::event_loop() {
         Ok(runtime) => runtime,
         Err(e) => {
             crate::error!("cannot start the event loop", error = e);
-            return 70;
+            return exit::EX_SOFTWARE;
         }
     };
     let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, main_loop(args, zone, jobs, text))
+    local.block_on(&runtime, main_loop(config, zone, jobs, text))
 }
 
 /// State shared with the delivery tasks.
@@ -68,37 +69,37 @@ struct Shared {
     running: RefCell<HashSet<String>>,
 }
 
-async fn main_loop(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
-    let mut signals = match crate::init::signals::Signals::new() {
+async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
+    let mut signals = match crate::sys::signals::Signals::new() {
         Ok(signals) => signals,
         Err(e) => {
             crate::error!("cannot read signals", error = e);
-            return 70;
+            return exit::EX_SOFTWARE;
         }
     };
-    let reaper = crate::init::reaper::Reaper::new();
+    let reaper = crate::sys::reaper::Reaper::new();
     let timer = match Timer::new() {
         Ok(timer) => timer,
         Err(e) => {
             crate::error!("cannot create the timer", error = e);
-            return 70;
+            return exit::EX_SOFTWARE;
         }
     };
-    let mut watcher = match Watcher::new(&args.file) {
+    let mut watcher = match Watcher::new(&config.file) {
         Ok(watcher) => Some(watcher),
         Err(e) => {
             crate::warn!(
                 "not watching the schedule for changes (SIGHUP still reloads)",
-                file = args.file.display(),
+                file = config.file.display(),
                 error = e
             );
             None
         }
     };
     let shared = Rc::new(Shared {
-        file: args.file.display().to_string(),
-        socket_dir: args.socket_dir.clone(),
-        retry_for: args.retry_for,
+        file: config.file.display().to_string(),
+        socket_dir: config.socket_dir.clone(),
+        retry_for: config.retry_for,
         running: RefCell::new(HashSet::new()),
     });
     let origin = Instant::now();
@@ -127,7 +128,7 @@ async fn main_loop(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8
     loop {
         if let Err(e) = timer.arm(planner.next_wake()) {
             crate::error!("cannot arm the timer", error = e);
-            return 70;
+            return exit::EX_SOFTWARE;
         }
         tokio::select! {
             biased;
@@ -136,21 +137,21 @@ async fn main_loop(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8
                     Ok(received) => received.signal,
                     Err(e) => {
                         crate::error!("reading signals failed", error = e);
-                        return 70;
+                        return exit::EX_SOFTWARE;
                     }
                 };
                 match signal {
                     libc::SIGTERM | libc::SIGINT | libc::SIGQUIT => {
-                        crate::info!("scheduler stopping", signal = crate::init::status::signal_name(signal));
+                        crate::info!("scheduler stopping", signal = crate::sys::signals::signal_name(signal));
                         return 0;
                     }
                     libc::SIGHUP => {
-                        reload(&mut planner, &args, &zone, &mut last_text, true);
+                        reload(&mut planner, &config, &zone, &mut last_text, true);
                     }
                     libc::SIGCHLD => {
                         reaper.reap();
                     }
-                    other => crate::debug!("signal ignored", signal = crate::init::status::signal_name(other)),
+                    other => crate::debug!("signal ignored", signal = crate::sys::signals::signal_name(other)),
                 }
             }
             woke = timer.wait() => {
@@ -163,7 +164,7 @@ async fn main_loop(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8
                     }
                     Err(e) => {
                         crate::error!("timer failed", error = e);
-                        return 70;
+                        return exit::EX_SOFTWARE;
                     }
                 }
             }
@@ -177,7 +178,7 @@ async fn main_loop(args: SchedulerArgs, zone: Zone, jobs: Vec<Job>, text: Vec<u8
                     crate::warn!("file watch failed; SIGHUP still reloads", error = e);
                     watcher = None;
                 } else {
-                    reload(&mut planner, &args, &zone, &mut last_text, false);
+                    reload(&mut planner, &config, &zone, &mut last_text, false);
                 }
             }
         }
@@ -454,13 +455,13 @@ fn log_result(
 /// change only acts when the content differs from what was last seen.
 fn reload(
     planner: &mut Planner,
-    args: &SchedulerArgs,
+    config: &Config,
     zone: &Zone,
     last_text: &mut Vec<u8>,
     forced: bool,
 ) {
-    let name = args.file.display().to_string();
-    let text = match crontab::read_limited(&args.file) {
+    let name = config.file.display().to_string();
+    let text = match crontab::read_limited(&config.file) {
         Ok(text) => text,
         Err(e) => {
             if forced {
@@ -575,6 +576,7 @@ impl Watcher {
         if raw < 0 {
             return Err(std::io::Error::last_os_error());
         }
+        // SAFETY: `raw` is a fresh inotify fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
             .map_err(|_| std::io::Error::other("directory name contains NUL"))?;

@@ -33,6 +33,7 @@ const KERNEL_FAULTS: [Signal; 7] = [
 /// PID 1 (orphaning the service); musl's SIGRTMIN is 35, so 34 is the SIGRTMIN of
 /// glibc-built senders such as `kill -s RTMIN` on the host.
 pub fn handled_set() -> SigSet {
+    // SAFETY: sigset_t is plain data; all-zero bits are the empty set.
     let mut raw: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: on Linux, glibc's and musl's sigset_t both begin with the kernel's 64-bit
     // mask (signal N is bit N-1) and are larger than 8 bytes.
@@ -116,5 +117,23 @@ impl Signals {
 
     pub fn raw_fd(&self) -> i32 {
         self.fd.get_ref().as_raw_fd()
+    }
+}
+
+/// A signal's name for logs (`SIGTERM`), or its number for real-time signals.
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(40), "signal 40");
     }
 }

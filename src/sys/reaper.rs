@@ -128,6 +128,7 @@ fn decode(status: libc::c_int) -> Option<Exit> {
 /// Whether this process has any child left (alive or zombie), without reaping it.
 pub fn has_children() -> bool {
     // waitid with WNOWAIT leaves the status for `reap`.
+    // SAFETY: siginfo_t is plain data, valid when zeroed; waitid fills it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
     // SAFETY: plain syscall with a valid out-pointer.

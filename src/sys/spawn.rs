@@ -108,3 +108,20 @@ unsafe fn close_inherited_fds() {
         }
     }
 }
+
+/// A human description of a spawn error without std's "(os error N)" suffix.
+pub fn describe_error(err: &std::io::Error) -> String {
+    match err.raw_os_error() {
+        Some(code) => nix::errno::Errno::from_raw(code).desc().to_string(),
+        None => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_read_like_strerror() {
+        let err = std::io::Error::from_raw_os_error(libc::ENOENT);
+        assert_eq!(super::describe_error(&err), "No such file or directory");
+    }
+}

@@ -1,0 +1,159 @@
+//! Processes below supd, read from /proc, and `kill` with its result handled.
+//!
+//! No policy here: which processes to signal and when is `init::shutdown`'s business.
+//! Reads /proc with plain blocking `std::fs` (no tokio::fs, which needs a thread pool):
+//! procfs reads do not block on I/O.
+
+use std::collections::HashMap;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// One row of /proc: a process, its state letter (`S`, `T`, `Z`...) and its parent.
+struct ProcEntry {
+    pid: i32,
+    state: char,
+    ppid: i32,
+}
+
+/// Every process visible in /proc. Processes that vanish while we read are skipped.
+fn process_table() -> Vec<ProcEntry> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut table = Vec::new();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some((state, ppid)) = parse_stat(&stat) {
+            table.push(ProcEntry { pid, state, ppid });
+        }
+    }
+    table
+}
+
+/// Every live (or zombie) process below `root`, found through /proc's parent links,
+/// with its state letter.
+pub fn descendants_with_state(root: i32) -> Vec<(i32, char)> {
+    let mut children: HashMap<i32, Vec<(i32, char)>> = HashMap::new();
+    for entry in process_table() {
+        children
+            .entry(entry.ppid)
+            .or_default()
+            .push((entry.pid, entry.state));
+    }
+    let mut found = Vec::new();
+    let mut queue = vec![root];
+    while let Some(parent) = queue.pop() {
+        if let Some(kids) = children.remove(&parent) {
+            for (kid, state) in kids {
+                if kid != root {
+                    found.push((kid, state));
+                    queue.push(kid);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every live (or zombie) process below `root`.
+pub fn descendants(root: i32) -> Vec<i32> {
+    descendants_with_state(root)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Whether any process below supd is stopped (SIGSTOP, Ctrl-Z): only then does a
+/// terminating signal need a SIGCONT after it. An unconditional CONT is not harmless:
+/// bash 5.2 with traps on both TERM and CONT can lose its TERM trap when both arrive
+/// together.
+pub fn any_stopped_below_self() -> bool {
+    descendants_with_state(std::process::id() as i32)
+        .iter()
+        .any(|(_, state)| matches!(state, 'T' | 't'))
+}
+
+/// The state letter and parent pid from a /proc/PID/stat line. The command name
+/// (field 2) is in parentheses and may itself contain blanks and ')', so parse from
+/// the LAST ')'.
+fn parse_stat(stat: &str) -> Option<(char, i32)> {
+    let close = stat.rfind(')')?;
+    let mut fields = stat.get(close + 1..)?.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Send `signal` to `target` (a pid, or a process group when negative). A target that is
+/// already gone (ESRCH) is not an error: it is what we wanted.
+pub fn send(target: i32, signal: i32) {
+    let Ok(sig) = Signal::try_from(signal) else {
+        // Real-time signals are not in nix's enum: use libc directly.
+        // SAFETY: plain syscall.
+        let rc = unsafe { libc::kill(target, signal) };
+        if rc != 0 && Errno::last() != Errno::ESRCH {
+            crate::warn!(
+                "cannot forward signal",
+                target = target,
+                signal = signal,
+                error = Errno::last()
+            );
+        }
+        return;
+    };
+    match kill(Pid::from_raw(target), sig) {
+        Ok(()) | Err(Errno::ESRCH) => {}
+        Err(err) => crate::warn!(
+            "cannot send signal",
+            target = target,
+            signal = sig.as_str(),
+            error = err
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ppid_parsing_survives_odd_command_names() {
+        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0 -1"), Some(('S', 7)));
+        assert_eq!(parse_stat("42 (a) b (c) T 9 42 42 0"), Some(('T', 9)));
+        assert_eq!(parse_stat("42 (x y) Z 1 0"), Some(('Z', 1)));
+        assert_eq!(parse_stat("garbage"), None);
+        assert_eq!(parse_stat("42 (x)"), None);
+    }
+
+    #[test]
+    fn finds_own_children_and_grandchildren() {
+        // sh starts a sleep; both must show up below us.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & echo ready; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let below = descendants(std::process::id() as i32);
+        assert!(below.contains(&(child.id() as i32)), "{below:?}");
+        // Only touch our own subtree: other tests of this binary run in parallel.
+        let grandchildren = descendants(child.id() as i32);
+        assert_eq!(grandchildren.len(), 1, "{grandchildren:?}");
+        for pid in &grandchildren {
+            assert!(below.contains(pid), "{below:?}");
+            send(*pid, libc::SIGKILL);
+        }
+        send(child.id() as i32, libc::SIGKILL);
+        let _ = child.wait();
+    }
+}
