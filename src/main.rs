@@ -19,5 +19,7 @@ fn main() {
         Face::Ctl(config) => supd::ctl::run(config),
         Face::Scheduler(config) => supd::schedule::run(config),
     };
+    // A stalled log reader may still take the last lines; never wait long for it.
+    supd::log::flush(std::time::Duration::from_millis(500));
     std::process::exit(code);
 }

@@ -3,7 +3,8 @@
 //! Deliberately tiny instead of `tracing-subscriber`: PID 1 logs a handful of events,
 //! and every kilobyte and allocation counts towards the idle RSS and binary-size goals.
 //! Each event is formatted into one buffer and written with one `write(2)`, so lines
-//! from supd never interleave with each other.
+//! from supd never interleave with each other; a stalled stderr never blocks supd
+//! ([`sink`]: lines wait in a bounded queue, or are dropped and counted).
 //!
 //! ```text
 //! supd::info!("request", action = "ping", peer_uid = 0);
@@ -11,8 +12,9 @@
 //! // json: {"ts":"2026-11-25T14:40:01.123Z","level":"info","pid":1,"msg":"request","action":"ping","peer_uid":"0"}
 //! ```
 
+mod sink;
+
 use std::fmt::{Display, Write as _};
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -63,6 +65,7 @@ static JSON: AtomicU8 = AtomicU8::new(0);
 pub fn init(level: Option<Level>, format: Format) {
     MAX_LEVEL.store(level.map_or(0, |l| l as u8), Ordering::Relaxed);
     JSON.store(u8::from(format == Format::Json), Ordering::Relaxed);
+    sink::open();
 }
 
 /// Change only the level (a face whose default is louder, e.g. `supd scheduler`, whose
@@ -85,8 +88,23 @@ pub fn emit(level: Level, msg: &str, fields: &[(&str, &dyn Display)]) {
     } else {
         format_text(level, msg, fields)
     };
-    // One write for the whole line; errors (closed stderr) are nothing we can report.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    sink::write(&line, dropped_notice);
+}
+
+/// Before exit: give a slow stderr up to `limit` to take the lines still waiting.
+pub fn flush(limit: std::time::Duration) {
+    sink::finish(limit, dropped_notice);
+}
+
+/// The line that reports how many lines a stalled stderr cost.
+fn dropped_notice(dropped: u64) -> String {
+    let fields: [(&str, &dyn Display); 1] = [("lines", &dropped)];
+    let msg = "log lines dropped: stderr was not read";
+    if JSON.load(Ordering::Relaxed) == 1 {
+        format_json(Level::Warn, msg, &fields)
+    } else {
+        format_text(Level::Warn, msg, &fields)
+    }
 }
 
 fn now() -> String {
