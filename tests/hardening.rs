@@ -130,3 +130,104 @@ fn a_stderr_pipe_nobody_reads_never_blocks_supd() {
         .unwrap_or(0);
     assert!(count > 0, "{notice}");
 }
+
+/// Run supd with an empty tmpfs over /proc, in a mount namespace of its own; as PID 1
+/// of a fresh PID namespace when `pid1`. Returns supd's exit status, its stderr and how
+/// long it took.
+fn supd_without_proc(pid1: bool, service: &str) -> (Option<i32>, String, Duration) {
+    let mut unshare = Command::new("unshare");
+    unshare.arg("--mount");
+    if pid1 {
+        unshare.args(["--pid", "--fork"]);
+    }
+    let script = r#"mount -t tmpfs none /proc && exec "$0" --no-socket --grace 1s -- bash -c "$1""#;
+    let started = Instant::now();
+    let child = unshare
+        .args(["sh", "-c", script])
+        .arg(supd_bin())
+        .arg(service)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = Guarded(child);
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status.code(), err, started.elapsed())
+}
+
+fn alive(pid: i32) -> bool {
+    // Zombies count as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            !stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn without_proc_pid1_terminates_stragglers_with_term() {
+    let dir = TempDir::new("noproc1");
+    let marker = dir.path().join("termed");
+    // A daemon in its own session, trapping TERM: only kill(-1) reaches it.
+    let service = format!(
+        "setsid bash -c 'trap \"echo TERM > {m}; exit 0\" TERM; sleep 1000 & wait' & sleep 0.3; exit 3",
+        m = marker.display()
+    );
+    let (code, err, took) = supd_without_proc(true, &service);
+    assert_eq!(code, Some(3), "the service's status; log:\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap_or_default().trim(),
+        "TERM",
+        "the straggler got TERM before the grace period's KILL; log:\n{err}"
+    );
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+}
+
+#[test]
+fn without_proc_a_subreaper_ends_its_group_and_never_hangs() {
+    let dir = TempDir::new("noproc2");
+    let pids = dir.path().join("pids");
+    // One leftover in the service's group (found: the group is known), one daemon that
+    // left it with setsid (cannot be found without /proc).
+    let service = format!(
+        // (The leaked daemon must not hold our stderr pipe open.)
+        "exec >/dev/null 2>&1; sleep 1000 & echo $! >> {p}; setsid sleep 1001 & echo $! >> {p}; sleep 0.3; exit 0",
+        p = pids.display()
+    );
+    let (code, err, took) = supd_without_proc(false, &service);
+    let pids: Vec<i32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let (in_group, daemon) = (pids[0], pids[1]);
+    let daemon_alive = alive(daemon);
+    if daemon_alive {
+        // SAFETY: plain kill of the leaked daemon this test started.
+        unsafe { libc::kill(daemon, libc::SIGKILL) };
+    }
+    assert_eq!(code, Some(0), "log:\n{err}");
+    assert!(
+        took < Duration::from_secs(4),
+        "supd must not wait for ever: {took:?}\n{err}"
+    );
+    assert!(
+        eventually(Duration::from_secs(2), || !alive(in_group)),
+        "the service's group is terminated"
+    );
+    assert!(daemon_alive, "the daemon outside the group cannot be found");
+    assert!(err.contains("no /proc"), "the leak is reported:\n{err}");
+}

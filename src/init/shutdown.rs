@@ -11,7 +11,37 @@
 //! process of the user on the host: never use it there.
 //!
 
-use crate::sys::process::{descendants, descendants_with_state, send};
+//! Without /proc (not mounted, or hidden) the walk finds nothing, so supd falls back on
+//! what it knows: as PID 1 `kill(-1)` (everything in the namespace but supd); otherwise
+//! the process groups it started (the service's, the callbacks').
+
+use crate::sys::process::{descendants, descendants_with_state, proc_available, send};
+
+/// What supd knows of the processes below it without /proc.
+pub struct Known {
+    /// supd is PID 1: `kill(-1)` reaches everything else in the namespace.
+    pub pid1: bool,
+    /// Process groups supd started (the service's; the running callbacks').
+    pub groups: Vec<i32>,
+}
+
+impl Known {
+    /// Send `signals` to what supd knows; returns how many targets were signalled.
+    fn signal(&self, signals: &[i32]) -> usize {
+        if self.pid1 {
+            for signal in signals {
+                send(-1, *signal);
+            }
+            return 1;
+        }
+        for group in &self.groups {
+            for signal in signals {
+                send(-group, *signal);
+            }
+        }
+        self.groups.len()
+    }
+}
 
 /// Send each of `signals`, in order, to every process below supd (not supd itself).
 /// Returns how many processes were signalled.
@@ -29,7 +59,11 @@ pub fn signal_descendants(signals: &[i32]) -> usize {
 /// SIGTERM to every process below supd, then SIGCONT to those that are stopped (so
 /// that they can act on it). Only to those: bash trapping both TERM and CONT can lose its
 /// TERM trap when both arrive together. Returns how many processes were signalled.
-pub fn terminate_descendants() -> usize {
+pub fn terminate_descendants(known: &Known) -> usize {
+    if !proc_available() {
+        // Stopped processes cannot be told apart: CONT them all, after the TERM.
+        return known.signal(&[libc::SIGTERM, libc::SIGCONT]);
+    }
     let below = descendants_with_state(std::process::id() as i32);
     for (pid, state) in &below {
         send(*pid, libc::SIGTERM);
@@ -43,8 +77,11 @@ pub fn terminate_descendants() -> usize {
 /// The end of the grace period: SIGKILL everything below supd. As PID 1 `kill(-1)` is
 /// the atomic way to get every process in the namespace (including any that fork while
 /// we walk); the walk still runs to cover the not-PID-1 case and is harmless otherwise.
-pub fn kill_everything(pid1: bool) -> usize {
-    if pid1 {
+pub fn kill_everything(known: &Known) -> usize {
+    if !proc_available() {
+        return known.signal(&[libc::SIGKILL]);
+    }
+    if known.pid1 {
         send(-1, libc::SIGKILL);
     }
     signal_descendants(&[libc::SIGKILL])

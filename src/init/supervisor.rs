@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::control::server::{self, ServerContext, ServerHandle};
 use crate::exit;
 use crate::init::{rules, shutdown, Config, DEFAULT_ENTRYPOINT};
-use crate::sys::process::{any_stopped_below_self, send};
+use crate::sys::process::{any_stopped_below_self, proc_available, send};
 use crate::sys::reaper::{self, Exit, Reaper};
 use crate::sys::signals::{signal_name, Received, Signals};
 use crate::sys::spawn::{self, Group};
@@ -115,6 +115,7 @@ pub async fn supervise(config: Config) -> i32 {
         deadline: None,
         killing: false,
         kill_retry: KILL_RETRY,
+        abandoned: false,
     };
     let code = supervisor.run(&mut signals).await;
     let code = exit::remap(code, &config.remap_exit);
@@ -145,13 +146,16 @@ struct Supervisor {
     killing: bool,
     /// The wait before the next SIGKILL round.
     kill_retry: Duration,
+    /// Not PID 1 and no /proc: children are left that supd cannot find to kill; it
+    /// leaves them to the reaper above rather than wait for ever.
+    abandoned: bool,
 }
 
 impl Supervisor {
     async fn run(&mut self, signals: &mut Signals) -> i32 {
         loop {
             if let Some(code) = self.main_status {
-                if !reaper::has_children() {
+                if self.abandoned || !reaper::has_children() {
                     // Collect any zombie left (has_children counts them too) and leave.
                     self.reaper.reap();
                     if let Some(server) = &self.server {
@@ -231,6 +235,14 @@ impl Supervisor {
         }
     }
 
+    /// What supd knows of the processes below it, for when /proc cannot tell.
+    fn known(&self) -> shutdown::Known {
+        shutdown::Known {
+            pid1: self.pid1,
+            groups: vec![self.service],
+        }
+    }
+
     fn start_grace(&mut self, reason: String) {
         if self.deadline.is_some() || self.killing {
             return;
@@ -295,7 +307,7 @@ impl Supervisor {
         // it already did.)
         self.start_grace(format!("service exited ({code})"));
         // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
-        let count = shutdown::terminate_descendants();
+        let count = shutdown::terminate_descendants(&self.known());
         crate::debug!("terminating the rest", processes = count);
     }
 
@@ -314,8 +326,22 @@ impl Supervisor {
             send(-self.service, libc::SIGKILL);
             send(self.service, libc::SIGKILL);
         }
-        let count = shutdown::kill_everything(self.pid1);
+        let count = shutdown::kill_everything(&self.known());
         crate::trace!("SIGKILL sent", processes = count);
+        if self.main_status.is_some()
+            && !self.pid1
+            && !proc_available()
+            && self.kill_retry > KILL_RETRY
+        {
+            // The second round without /proc: what is left (daemons that left the
+            // service's group) cannot be found, and waiting would be for ever.
+            crate::warn!(
+                "no /proc: cannot find the processes left below supd; exiting without them \
+                 (the reaper above supd inherits them)"
+            );
+            self.abandoned = true;
+            return;
+        }
         self.deadline = Some(Instant::now() + self.kill_retry);
         self.kill_retry = (self.kill_retry * 2).min(KILL_RETRY_MAX);
     }

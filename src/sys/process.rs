@@ -17,6 +17,12 @@ struct ProcEntry {
     ppid: i32,
 }
 
+/// Whether /proc shows this process (it may be missing, or an empty tmpfs over it, in a
+/// hardened container); without it, nothing below supd can be found by walking.
+pub fn proc_available() -> bool {
+    std::path::Path::new("/proc/self/stat").exists()
+}
+
 /// Every process visible in /proc. Processes that vanish while we read are skipped.
 fn process_table() -> Vec<ProcEntry> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
