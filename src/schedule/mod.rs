@@ -7,8 +7,10 @@
 
 pub mod calendar;
 pub mod crontab;
+mod deliver;
 pub mod expr;
 pub mod plan;
+mod reload;
 pub mod runner;
 
 use std::io::Write as _;

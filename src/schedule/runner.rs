@@ -17,30 +17,22 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
-use nix::errno::Errno;
-use nix::sys::time::TimeSpec;
-use nix::sys::timerfd::{ClockId, Expiration, TimerFd, TimerFlags, TimerSetTimeFlags};
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use jiff::Timestamp;
 
 use super::calendar::format_local;
-use super::crontab::{self, Job, Zone};
+use super::crontab::{Job, Zone};
+use super::deliver::{deliver, log_result};
 use super::plan::{Planner, Step};
+use super::reload::reload;
 use super::Config;
-use crate::control::client::{self, ClientError, Outcome};
-use crate::control::protocol::{ErrorKind, Event, Request};
 use crate::exit;
 use crate::log::Level;
-
-/// Backoff between delivery attempts to an absent or refusing socket.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
+use crate::sys::inotify::Watcher;
+use crate::sys::timerfd::Timer;
 
 /// The monotonic clock as a Duration since the scheduler started.
 fn mono(origin: Instant) -> Duration {
@@ -61,12 +53,12 @@ pub fn run(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
 }
 
 /// State shared with the delivery tasks.
-struct Shared {
-    file: String,
-    socket_dir: PathBuf,
-    retry_for: Duration,
+pub(super) struct Shared {
+    pub(super) file: String,
+    pub(super) socket_dir: PathBuf,
+    pub(super) retry_for: Duration,
     /// Keys of the jobs whose run is in flight.
-    running: RefCell<HashSet<String>>,
+    pub(super) running: RefCell<HashSet<String>>,
 }
 
 async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
@@ -185,7 +177,7 @@ async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) ->
     }
 }
 
-fn next_wake_text(planner: &Planner) -> String {
+pub(super) fn next_wake_text(planner: &Planner) -> String {
     planner
         .entries
         .iter()
@@ -269,349 +261,5 @@ fn tick(planner: &mut Planner, shared: &Rc<Shared>, origin: Instant) {
             deliver(&shared, &job, fire.due, deadline).await;
             shared.running.borrow_mut().remove(&key);
         });
-    }
-}
-
-/// Whether a failed connect is worth retrying: the socket is absent or nobody listens
-/// (the service is restarting).
-fn retryable(error: &ClientError) -> bool {
-    match error {
-        ClientError::Unreachable { source, .. } => matches!(
-            source.raw_os_error(),
-            Some(libc::ENOENT) | Some(libc::ECONNREFUSED) | Some(libc::EAGAIN)
-        ),
-        _ => false,
-    }
-}
-
-/// Send one job's request, retrying an unreachable socket, and log the result.
-async fn deliver(shared: &Shared, job: &Job, due: Timestamp, deadline: Timestamp) {
-    let socket = crate::control::protocol::socket_path(&shared.socket_dir, &job.service);
-    let request = Request::new(&job.user, &job.action, &[]);
-    let name = format!("{}:{}", shared.file, job.line);
-    let due_text = format_local(due, &job.tz);
-    let started = Timestamp::now();
-    let lateness_ms = started.duration_since(due).as_millis();
-    let began = Instant::now();
-    let mut backoff = FIRST_BACKOFF;
-    let mut attempts = 0u32;
-    loop {
-        attempts += 1;
-        let action = job.action.as_str();
-        let result = client::request(&socket, &request, |event| {
-            let (stream, line) = match event {
-                Event::Stdout { line } => ("stdout", line),
-                Event::Stderr { line } => ("stderr", line),
-                _ => return,
-            };
-            crate::debug!(
-                "output",
-                job = name,
-                action = action,
-                stream = stream,
-                line = line
-            )
-        })
-        .await;
-        let duration_ms = began.elapsed().as_millis();
-        let report = |level, message: &str, extra: &[(&str, &dyn std::fmt::Display)]| {
-            log_result(level, message, &name, job, &due_text, extra)
-        };
-        match result {
-            Ok(Outcome::Exited {
-                code,
-                duration_ms: callback_ms,
-                ..
-            }) => {
-                let level = if code == 0 { Level::Info } else { Level::Warn };
-                report(
-                    level,
-                    "job ran",
-                    &[
-                        ("started", &format!("{started:.3}")),
-                        ("lateness_ms", &lateness_ms),
-                        ("attempts", &attempts),
-                        ("code", &code),
-                        ("duration_ms", &callback_ms),
-                    ],
-                );
-                return;
-            }
-            Ok(Outcome::Refused {
-                kind: ErrorKind::Busy,
-                message,
-            }) => {
-                report(
-                    Level::Warn,
-                    "job skipped",
-                    &[
-                        ("lateness_ms", &lateness_ms),
-                        ("reason", &"busy"),
-                        ("message", &message),
-                    ],
-                );
-                return;
-            }
-            Ok(Outcome::Refused { kind, message }) => {
-                report(
-                    Level::Error,
-                    "job failed",
-                    &[
-                        ("lateness_ms", &lateness_ms),
-                        ("error", &kind),
-                        ("message", &message),
-                        ("duration_ms", &duration_ms),
-                    ],
-                );
-                return;
-            }
-            Ok(other) => {
-                report(
-                    Level::Info,
-                    "job ran",
-                    &[
-                        ("lateness_ms", &lateness_ms),
-                        ("result", &format!("{other:?}")),
-                        ("duration_ms", &duration_ms),
-                    ],
-                );
-                return;
-            }
-            Err(error) if retryable(&error) => {
-                let now = Timestamp::now();
-                let left = deadline.duration_since(now);
-                if left <= SignedDuration::ZERO {
-                    report(
-                        Level::Error,
-                        "job lost",
-                        &[
-                            ("attempts", &attempts),
-                            ("error", &error),
-                            ("retried_ms", &duration_ms),
-                        ],
-                    );
-                    return;
-                }
-                if attempts == 1 {
-                    crate::warn!(
-                        "service unreachable; retrying",
-                        job = name,
-                        service = job.service,
-                        action = job.action,
-                        error = error,
-                        until = format_local(deadline, &job.tz)
-                    );
-                }
-                let left = Duration::try_from(left).unwrap_or(Duration::ZERO);
-                let pause = backoff.min(left);
-                crate::debug!(
-                    "retrying",
-                    job = name,
-                    service = job.service,
-                    attempt = attempts + 1,
-                    in_ms = pause.as_millis()
-                );
-                tokio::time::sleep(pause).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-            Err(error) => {
-                report(
-                    Level::Error,
-                    "job failed",
-                    &[
-                        ("lateness_ms", &lateness_ms),
-                        ("error", &error),
-                        ("duration_ms", &duration_ms),
-                    ],
-                );
-                return;
-            }
-        }
-    }
-}
-
-/// One line about a run's result: the job's own fields (DESIGN §4: job as file:line,
-/// service, action, user, due time), then what this outcome adds.
-fn log_result(
-    level: Level,
-    message: &str,
-    name: &str,
-    job: &Job,
-    due: &str,
-    extra: &[(&str, &dyn std::fmt::Display)],
-) {
-    let mut fields: Vec<(&str, &dyn std::fmt::Display)> = vec![
-        ("job", &name),
-        ("service", &job.service),
-        ("action", &job.action),
-        ("user", &job.user),
-        ("due", &due),
-    ];
-    fields.extend_from_slice(extra);
-    crate::log::emit(level, message, &fields);
-}
-
-/// Reload the file. `forced` (SIGHUP) reloads and logs even an unchanged file; a file
-/// change only acts when the content differs from what was last seen.
-fn reload(
-    planner: &mut Planner,
-    config: &Config,
-    zone: &Zone,
-    last_text: &mut Vec<u8>,
-    forced: bool,
-) {
-    let name = config.file.display().to_string();
-    let text = match crontab::read_limited(&config.file) {
-        Ok(text) => text,
-        Err(e) => {
-            if forced {
-                crate::error!(
-                    "cannot read the schedule; keeping the old one",
-                    file = name,
-                    error = e
-                );
-            }
-            return;
-        }
-    };
-    if !forced && text == *last_text {
-        return;
-    }
-    *last_text = text;
-    match crontab::parse(&name, last_text, zone) {
-        Ok(jobs) => {
-            planner.replace_jobs(jobs, Timestamp::now());
-            crate::info!(
-                "schedule reloaded",
-                file = name,
-                jobs = planner.entries.len(),
-                trigger = if forced { "SIGHUP" } else { "file change" },
-                next = next_wake_text(planner)
-            );
-        }
-        Err(errors) => {
-            for error in &errors {
-                crate::error!(error);
-            }
-            crate::error!(
-                "schedule has errors; keeping the old one",
-                file = name,
-                errors = errors.len(),
-                jobs = planner.entries.len()
-            );
-        }
-    }
-}
-
-/// A timerfd on CLOCK_REALTIME, readable by the event loop.
-struct Timer {
-    fd: AsyncFd<TimerFdRaw>,
-}
-
-struct TimerFdRaw(TimerFd);
-
-impl AsRawFd for TimerFdRaw {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0.as_fd().as_raw_fd()
-    }
-}
-
-impl Timer {
-    fn new() -> std::io::Result<Timer> {
-        let fd = TimerFd::new(
-            ClockId::CLOCK_REALTIME,
-            TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
-        )?;
-        // SAFETY: the AsyncFd owns the timerfd and keeps it open as long as itself.
-        let fd = unsafe { AsyncFd::register_with_interest(TimerFdRaw(fd), Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
-        Ok(Timer { fd })
-    }
-
-    /// Arm at an absolute wall-clock time (None: disarm).
-    fn arm(&self, at: Option<Timestamp>) -> nix::Result<()> {
-        let timer = &self.fd.get_ref().0;
-        let Some(at) = at else {
-            return timer.unset();
-        };
-        // A zero it_value would disarm; anything before now fires at once.
-        let (secs, nanos) = (at.as_second().max(1), at.subsec_nanosecond().max(0));
-        let spec = TimeSpec::new(secs, i64::from(nanos));
-        timer.set(
-            Expiration::OneShot(spec),
-            TimerSetTimeFlags::TFD_TIMER_ABSTIME | TimerSetTimeFlags::TFD_TIMER_CANCEL_ON_SET,
-        )
-    }
-
-    /// Wait for expiry; Ok(true) when the wall clock was set (ECANCELED).
-    async fn wait(&self) -> std::io::Result<bool> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let mut buf = [0u8; 8];
-            match nix::unistd::read(self.fd.get_ref().as_raw_fd(), &mut buf) {
-                Ok(_) => return Ok(false),
-                Err(Errno::ECANCELED) => return Ok(true),
-                Err(Errno::EAGAIN) => guard.clear_ready(),
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-/// inotify on the schedule's directory: any write-close, rename into it or attribute
-/// change may have changed the file (the content is compared before reloading).
-struct Watcher {
-    fd: AsyncFd<OwnedFd>,
-}
-
-impl Watcher {
-    fn new(file: &Path) -> std::io::Result<Watcher> {
-        let dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        // SAFETY: plain syscalls; the fd is owned right away.
-        let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh inotify fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::other("directory name contains NUL"))?;
-        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_ATTRIB;
-        // SAFETY: valid fd and NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c_dir.as_ptr(), mask) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the AsyncFd owns the inotify fd.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
-        Ok(Watcher { fd })
-    }
-
-    /// Wait for events and drain them.
-    async fn changed(&mut self) -> std::io::Result<()> {
-        let mut buf = [0u8; 4096];
-        loop {
-            let mut guard = self.fd.readable().await?;
-            let mut got = false;
-            loop {
-                match nix::unistd::read(self.fd.get_ref().as_raw_fd(), &mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => got = true,
-                    Err(Errno::EINTR) => continue,
-                    Err(Errno::EAGAIN) => {
-                        guard.clear_ready();
-                        break;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if got {
-                return Ok(());
-            }
-        }
     }
 }
