@@ -1,45 +1,44 @@
-//! inotify on a file's directory, read by the event loop.
+//! An inotify watch on one path, read by the event loop. It tells that something
+//! happened, not what: the events are drained unparsed, and the caller looks again at
+//! what it watches.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::errno::Errno;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
-/// inotify on the schedule's directory: any write-close, rename into it or attribute
-/// change may have changed the file (the content is compared before reloading).
+/// One inotify instance watching one path.
 pub struct Watcher {
     fd: AsyncFd<OwnedFd>,
 }
 
 impl Watcher {
-    pub fn new(file: &Path) -> std::io::Result<Watcher> {
-        let dir = match file.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        // SAFETY: plain syscalls; the fd is owned right away.
+    /// Watch `path` for the events in `mask` (`libc::IN_*`); call inside the runtime.
+    pub fn new(path: &Path, mask: u32) -> std::io::Result<Watcher> {
+        // SAFETY: inotify_init1 takes only flags and touches no memory of ours.
         let raw = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
         if raw < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: `raw` is a fresh inotify fd that nothing else owns.
+        // SAFETY: `raw` is a fresh, open inotify fd that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let c_dir = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
-            .map_err(|_| std::io::Error::other("directory name contains NUL"))?;
-        let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_ATTRIB;
-        // SAFETY: valid fd and NUL-terminated path.
-        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c_dir.as_ptr(), mask) } < 0 {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| std::io::Error::other("path contains NUL"))?;
+        // SAFETY: `fd` is an open inotify fd and `c_path` a NUL-terminated string that
+        // outlives the call.
+        if unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c_path.as_ptr(), mask) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
-        // SAFETY: the AsyncFd owns the inotify fd.
+        // SAFETY: the OwnedFd moves into the AsyncFd, so the fd stays open (and the same
+        // fd) until the AsyncFd is dropped.
         let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
             .map_err(std::io::Error::from)?;
         Ok(Watcher { fd })
     }
 
-    /// Wait for events and drain them.
+    /// Wait until at least one event arrived, and drain all that are queued.
     pub async fn changed(&mut self) -> std::io::Result<()> {
         let mut buf = [0u8; 4096];
         loop {
@@ -61,5 +60,25 @@ impl Watcher {
                 return Ok(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_file_written_in_the_watched_directory_is_seen() {
+        let dir = std::env::temp_dir().join(format!("supd-inotify-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runtime = crate::sys::event_loop().unwrap();
+        runtime.block_on(async {
+            let mut watcher = Watcher::new(&dir, libc::IN_CLOSE_WRITE).unwrap();
+            std::fs::write(dir.join("file"), b"x").unwrap();
+            let seen = tokio::time::timeout(Duration::from_secs(5), watcher.changed());
+            seen.await.unwrap().unwrap();
+        });
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,6 +1,7 @@
 //! Operating-system primitives, with no policy: the event loop, signals through a
-//! signalfd, the ONE reaper, clean-slate spawning, `kill` and the /proc tree. Every face
-//! (init, control, schedule) builds on these; none of them is imported back.
+//! signalfd, the ONE reaper, clean-slate spawning, `kill` and the /proc tree, a
+//! wall-clock timerfd and an inotify watch. Every face (init, control, schedule) builds
+//! on these; none of them is imported back.
 
 pub mod inotify;
 pub mod process;
