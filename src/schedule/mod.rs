@@ -3,6 +3,9 @@
 //! - [`expr`]: the five fields / `@macro` of a job (CRON-RULES.md §2-3);
 //! - [`crontab`]: the file, with line numbers and every error at once (§1);
 //! - [`calendar`]: next fire time in a zone with cronie's DST rules (§4-5);
+//! - [`plan`]: what is due when the timer fires, and what a clock step means;
+//! - [`runner`]: the long-running scheduler (its loop), with `deliver` (one run's
+//!   request, retries and result line) and `reload` (SIGHUP and the file watch);
 //! - `--check` and `--next` (§6) are implemented here.
 
 pub mod calendar;
@@ -11,10 +14,14 @@ pub mod expr;
 pub mod plan;
 pub mod runner;
 
+mod deliver;
+mod reload;
+
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
 use crate::exit::{self, EX_DATAERR, EX_NOINPUT, USAGE};
@@ -27,7 +34,8 @@ pub struct Config {
     pub file: PathBuf,
     /// Directory of the request sockets.
     pub socket_dir: PathBuf,
-    /// Keep retrying an absent or refusing socket this long (or until the job is due).
+    /// Keep retrying an absent or refusing socket this long (or until the job is due
+    /// again, whichever is first).
     pub retry_for: Duration,
     pub mode: Mode,
 }
@@ -141,7 +149,8 @@ fn next(count: u32, expr: &str, from: Option<&str>, tz: Option<&str>) -> i32 {
 }
 
 /// Load the file with the default zone ($TZ, else UTC). Errors are printed (every one
-/// of them, `NAME:LINE: message`) and turned into the exit status: 65 invalid, 66 missing.
+/// of them, `NAME:LINE: message`) and turned into the exit status: EX_DATAERR (65) for
+/// an invalid file or zone, EX_NOINPUT (66) for a file that cannot be read.
 fn load_or_report(config: &Config) -> Result<(crontab::Zone, Vec<crontab::Job>, Vec<u8>), i32> {
     let zone = match crontab::default_zone() {
         Ok(zone) => zone,
@@ -175,10 +184,7 @@ fn check(config: &Config) -> i32 {
     let name = config.file.display().to_string();
     let mut out = String::new();
     for job in &jobs {
-        let next = calendar::next_after(&job.schedule, &job.tz, now).map_or_else(
-            || "never".to_string(),
-            |t| calendar::format_local(t, &job.tz),
-        );
+        let next = format_next(calendar::next_after(&job.schedule, &job.tz, now), &job.tz);
         out.push_str(&format!(
             "{name}:{}: {}  {} {} {}  tz={}  next={}\n",
             job.line, job.schedule, job.user, job.service, job.action, job.tz_name, next
@@ -191,4 +197,27 @@ fn check(config: &Config) -> i32 {
     ));
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     exit::SUCCESS
+}
+
+/// A job as the logs name it: `file:line`.
+fn job_name(file: &str, job: &crontab::Job) -> String {
+    format!("{file}:{}", job.line)
+}
+
+/// A next fire time in the job's zone, or "never".
+fn format_next(at: Option<Timestamp>, tz: &TimeZone) -> String {
+    at.map_or_else(|| "never".into(), |t| calendar::format_local(t, tz))
+}
+
+/// The earliest next fire time of all jobs, in that job's zone, or "never".
+fn next_wake_text(planner: &plan::Planner) -> String {
+    let earliest = planner
+        .entries
+        .iter()
+        .filter_map(|e| e.next_due.map(|t| (t, &e.job.tz)))
+        .min_by_key(|(t, _)| *t);
+    match earliest {
+        Some((t, tz)) => calendar::format_local(t, tz),
+        None => "never".into(),
+    }
 }

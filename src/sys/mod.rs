@@ -1,11 +1,14 @@
 //! Operating-system primitives, with no policy: the event loop, signals through a
-//! signalfd, the ONE reaper, clean-slate spawning, `kill` and the /proc tree. Every face
-//! (init, control, schedule) builds on these; none of them is imported back.
+//! signalfd, the ONE reaper, clean-slate spawning, `kill` and the /proc tree, a
+//! wall-clock timerfd and an inotify watch. Every face (init, control, schedule) builds
+//! on these; none of them is imported back.
 
+pub mod inotify;
 pub mod process;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod timerfd;
 
 /// The one kind of event loop all three faces use: a current-thread tokio runtime with
 /// I/O and timers. No worker threads (they would inherit, and could steal, signals), no

@@ -1,0 +1,137 @@
+//! Reloading the schedule file: on SIGHUP, or when the watcher sees its directory
+//! change. A file with errors (or one that cannot be read) keeps the old schedule.
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use super::crontab::{self, Zone};
+use super::next_wake_text;
+use super::plan::Planner;
+use crate::sys::inotify::Watcher;
+
+/// What asked for the reload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// SIGHUP: reload and log even an unchanged file, and say why one cannot be read.
+    Sighup,
+    /// The watcher: act only when the content differs from what was last read.
+    FileChange,
+}
+
+impl Trigger {
+    fn name(self) -> &'static str {
+        match self {
+            Trigger::Sighup => "SIGHUP",
+            Trigger::FileChange => "file change",
+        }
+    }
+}
+
+/// The schedule file and the content last read from it.
+pub(super) struct Source {
+    file: PathBuf,
+    /// `file` as the logs show it.
+    name: String,
+    /// The zone of the lines before any `TZ=` line.
+    zone: Zone,
+    text: Vec<u8>,
+}
+
+impl Source {
+    /// `text` is the content the running schedule was parsed from.
+    pub(super) fn new(file: &Path, zone: Zone, text: Vec<u8>) -> Source {
+        Source {
+            file: file.to_path_buf(),
+            name: file.display().to_string(),
+            zone,
+            text,
+        }
+    }
+
+    /// Read the file again and, when it parses, give the planner its jobs.
+    pub(super) fn reload(&mut self, planner: &mut Planner, trigger: Trigger) {
+        if !self.read(trigger) {
+            return;
+        }
+        match crontab::parse(&self.name, &self.text, &self.zone) {
+            Ok(jobs) => {
+                planner.replace_jobs(jobs, Timestamp::now());
+                crate::info!(
+                    "schedule reloaded",
+                    file = self.name,
+                    jobs = planner.entries.len(),
+                    trigger = trigger.name(),
+                    next = next_wake_text(planner)
+                );
+            }
+            Err(errors) => {
+                for error in &errors {
+                    crate::error!(error);
+                }
+                crate::error!(
+                    "schedule has errors; keeping the old one",
+                    file = self.name,
+                    errors = errors.len(),
+                    jobs = planner.entries.len()
+                );
+            }
+        }
+    }
+
+    /// Read the file into `text`; whether there is something to parse (the file could be
+    /// read and, on a file change, its content changed).
+    fn read(&mut self, trigger: Trigger) -> bool {
+        let text = match crontab::read_limited(&self.file) {
+            Ok(text) => text,
+            Err(e) => {
+                if trigger == Trigger::Sighup {
+                    crate::error!(
+                        "cannot read the schedule; keeping the old one",
+                        file = self.name,
+                        error = e
+                    );
+                }
+                return false;
+            }
+        };
+        if trigger == Trigger::FileChange && text == self.text {
+            return false;
+        }
+        self.text = text;
+        true
+    }
+}
+
+/// Watch the file's directory rather than the file: editors rename a new file over it
+/// and Kubernetes swaps a configmap's symlink, and a watch on the file itself would stay
+/// on the old inode. Any write-close, rename into the directory or attribute change may
+/// have changed the file; [`Source::reload`] compares the content.
+///
+/// None (logged) when the directory cannot be watched: SIGHUP still reloads.
+pub(super) fn watch(file: &Path) -> Option<Watcher> {
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_ATTRIB;
+    match Watcher::new(dir, mask) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            crate::warn!(
+                "not watching the schedule for changes (SIGHUP still reloads)",
+                file = file.display(),
+                error = e
+            );
+            None
+        }
+    }
+}
+
+/// Wait for the next change the watcher sees (forever without one).
+pub(super) async fn changed(watcher: &mut Option<Watcher>) -> std::io::Result<()> {
+    match watcher {
+        Some(watcher) => watcher.changed().await,
+        None => std::future::pending().await,
+    }
+}
