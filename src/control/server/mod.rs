@@ -1,0 +1,238 @@
+//! The request socket server, inside supd's event loop (no extra threads).
+//!
+//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (so init learns
+//! about a bad directory or a live competitor before the service runs) and spawns the
+//! accept loop on the current `LocalSet`. Each connection is a small task: read one
+//! request line (at most 4 KiB, 5 s), check the peer, answer built-ins directly or
+//! spawn the callback as its own task (see `callbacks`), then relay its events.
+//!
+//! Limits that keep a hostile or broken client from hurting the service or other
+//! clients: the request size and idle time; at most [`MAX_READING`] connections still
+//! sending their request (a new one evicts the oldest once that one had its chance, so a
+//! flood of idle connections cannot lock out a real request); at most [`MAX_CONNECTIONS`] in all (beyond: accepted
+//! and closed at once); a bounded outbox per client.
+//!
+//! Access: the socket file's mode and group are the first gate. When `--allow-uid` or
+//! `--allow-gid` is given, the peer's SO_PEERCRED must match one of them; uid 0 and
+//! supd's own uid are always allowed (they own the socket file anyway).
+
+mod connection;
+mod registry;
+mod relay;
+mod socket;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::Flock;
+use tokio::net::UnixListener;
+use tokio::task::AbortHandle;
+
+use crate::control::callbacks::{self, Settings};
+use crate::control::protocol::{self, LastResult};
+use crate::sys::reaper::Reaper;
+
+use connection::accept_loop;
+use registry::RunInfo;
+use socket::{bind, lock_service};
+
+/// Connections still sending their request line.
+pub const MAX_READING: usize = 64;
+/// All connections (reading, waiting for a callback, streaming).
+pub const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may stay silent before a newer one may evict it.
+pub const EVICT_AFTER: Duration = Duration::from_millis(200);
+/// How long a client may take to send its request line.
+pub const REQUEST_IDLE: Duration = Duration::from_secs(5);
+/// Most actions whose last result `status` keeps (only a broken callbacks file lets
+/// arbitrary action names end as results; beyond this the oldest result is forgotten).
+pub const MAX_LAST_RESULTS: usize = 256;
+/// How long a one-shot reply (error, built-in) may take to write.
+const REPLY_WRITE: Duration = Duration::from_secs(5);
+
+/// The request socket's settings, as the command line gave them (built by `cli`).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Names the socket `<socket_dir>/<service>-request.sock`; already validated.
+    pub service: String,
+    pub socket_dir: PathBuf,
+    /// The service's callbacks file, defining bash functions `CB_<action>`.
+    pub callbacks: PathBuf,
+    /// Helper library sourced before the callbacks file (skipped when absent).
+    pub callback_lib: PathBuf,
+    /// How many different actions may run at once.
+    pub max_callbacks: u32,
+    /// A callback running longer has its process group killed.
+    pub callback_timeout: Duration,
+    pub socket_mode: u32,
+    /// Group owning the socket file (name or number).
+    pub socket_group: Option<String>,
+    /// Only these peer uids may send requests (empty: anyone who can open the socket).
+    pub allow_uid: Vec<u32>,
+    /// Only peers with these gids may send requests.
+    pub allow_gid: Vec<u32>,
+}
+
+/// What the server needs from the init side.
+pub struct ServerContext {
+    pub config: Config,
+    pub reaper: Rc<Reaper>,
+    /// The service's (main child's) pid, for `status`.
+    pub service_pid: u32,
+    /// supd's own pid, passed to callbacks as $SUPD_PID (so `kill -USR1 $SUPD_PID` works
+    /// when supd is not PID 1 too).
+    pub supd_pid: u32,
+}
+
+/// Handle to a running server, owned by init.
+pub struct ServerHandle {
+    state: Rc<State>,
+    accept: AbortHandle,
+}
+
+impl ServerHandle {
+    /// Send `signal` to the process group of every running callback (shutdown: TERM
+    /// first, then KILL at the end of the grace period).
+    pub fn signal_callbacks(&self, signal: i32) {
+        for (action, run) in self.state.running.borrow().iter() {
+            crate::info!(
+                "signalling callback",
+                action = action,
+                pgid = run.pid,
+                signal = signal
+            );
+            // SAFETY: plain syscall; the group is the callback's own (setpgid in spawn).
+            unsafe { libc::kill(-(run.pid as i32), signal) };
+        }
+    }
+
+    /// How many callbacks are still running.
+    pub fn running_callbacks(&self) -> usize {
+        self.state.running.borrow().len()
+    }
+
+    /// Stop accepting and unlink the socket file (only if it is still ours).
+    pub fn close(&self) {
+        self.accept.abort();
+        if self.state.closed.replace(true) {
+            return;
+        }
+        // Connections still sending their request will get no callback now.
+        let readers: Vec<AbortHandle> = self
+            .state
+            .reading
+            .borrow_mut()
+            .values()
+            .map(|(_, handle)| handle.clone())
+            .collect();
+        for handle in readers {
+            handle.abort();
+        }
+        let path = &self.state.path;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.state.inode => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    crate::warn!("cannot remove the socket", path = path.display(), error = e);
+                }
+            }
+            Ok(_) => crate::info!(
+                "socket file was replaced by someone else; leaving it",
+                path = path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
+
+impl ServerHandle {
+    /// Resolves when no client connection is left: after [`close`](Self::close) and the
+    /// last callback's exit, the final events have then reached their clients. Callers
+    /// bound the wait (a client may be too slow to read).
+    pub async fn drained(&self) {
+        while self.state.connections.get() > 0 {
+            self.state.no_connections.notified().await;
+        }
+    }
+}
+
+struct State {
+    settings: Settings,
+    reaper: Rc<Reaper>,
+    path: PathBuf,
+    /// (dev, ino) of the socket file we bound: unlink only that one.
+    inode: (u64, u64),
+    service_pid: u32,
+    supd_pid: u32,
+    started: Instant,
+    max_callbacks: usize,
+    allow_uid: Vec<u32>,
+    allow_gid: Vec<u32>,
+    running: RefCell<HashMap<String, RunInfo>>,
+    last: RefCell<BTreeMap<String, LastResult>>,
+    next_id: Cell<u64>,
+    connections: Cell<usize>,
+    /// Connections still reading their request, oldest first (for eviction).
+    reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
+    closed: Cell<bool>,
+    /// A `list` is running its bash: at most one at a time (it is not a callback, so
+    /// `--max-callbacks` does not bound it, and every request would start a bash).
+    listing: Cell<bool>,
+    /// Held for supd's lifetime: one supd per service at a time (see [`lock_service`]).
+    _lock: Flock<std::fs::File>,
+    /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
+    no_connections: tokio::sync::Notify,
+}
+
+/// Bind the socket (synchronously, so errors are known before the service runs) and spawn
+/// the accept loop on the current `LocalSet`. Must be called inside the runtime and a
+/// `LocalSet`.
+pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
+    let args = &context.config;
+    let service = args.service.clone();
+    let path = protocol::socket_path(&args.socket_dir, &service);
+    let lock = lock_service(&path)?;
+    let listener = bind(&path, args.socket_mode, args.socket_group.as_deref())?;
+    let meta = std::fs::symlink_metadata(&path)?;
+    let listener = UnixListener::from_std(listener)?;
+    crate::info!(
+        "serving requests",
+        socket = path.display(),
+        mode = format!("{:04o}", args.socket_mode),
+        callbacks = args.callbacks.display()
+    );
+    let state = Rc::new(State {
+        settings: Settings {
+            bash: callbacks::find_bash(),
+            service,
+            callbacks: args.callbacks.clone(),
+            callback_lib: args.callback_lib.clone(),
+            timeout: args.callback_timeout,
+            supd_pid: context.supd_pid,
+        },
+        reaper: context.reaper,
+        path,
+        inode: (meta.dev(), meta.ino()),
+        service_pid: context.service_pid,
+        supd_pid: context.supd_pid,
+        started: Instant::now(),
+        max_callbacks: args.max_callbacks as usize,
+        allow_uid: args.allow_uid.clone(),
+        allow_gid: args.allow_gid.clone(),
+        running: RefCell::default(),
+        last: RefCell::default(),
+        next_id: Cell::new(1),
+        connections: Cell::new(0),
+        reading: RefCell::default(),
+        closed: Cell::new(false),
+        listing: Cell::new(false),
+        _lock: lock,
+        no_connections: tokio::sync::Notify::new(),
+    });
+    let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
+    Ok(ServerHandle { state, accept })
+}
