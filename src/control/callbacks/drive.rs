@@ -5,10 +5,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
 
 use super::lines::Lines;
 use super::{Ending, Outbox, Run, OUTBOX_LIMIT};
-use crate::control::protocol::{Event, VERSION};
+use crate::control::protocol::{self, ErrorKind, Event, VERSION};
+use crate::sys::process;
 use crate::sys::reaper::Exit;
 
 /// Output printed before the handshake that is held back (the rest is only logged).
@@ -113,6 +115,50 @@ impl Sink<'_> {
     }
 }
 
+/// One of the callback's output pipes, read into lines for the sink.
+struct Output {
+    pipe: pipe::Receiver,
+    /// stdout, or stderr.
+    stdout: bool,
+    buf: Vec<u8>,
+    lines: Lines,
+    open: bool,
+}
+
+impl Output {
+    fn new(pipe: pipe::Receiver, stdout: bool) -> Output {
+        Output {
+            pipe,
+            stdout,
+            buf: vec![0u8; 64 * 1024],
+            lines: Lines::default(),
+            open: true,
+        }
+    }
+
+    /// What one read gave: complete lines go to the sink; at the end of the pipe (or an
+    /// error), the partial line too.
+    fn got(&mut self, read: std::io::Result<usize>, sink: &mut Sink<'_>) {
+        match read {
+            Ok(n) if n > 0 => {
+                let stdout = self.stdout;
+                let chunk = self.buf.get(..n).unwrap_or_default();
+                self.lines.feed(chunk, |line| sink.line(stdout, line));
+            }
+            _ => {
+                self.open = false;
+                self.finish(sink);
+            }
+        }
+    }
+
+    /// Flush the partial line, if any.
+    fn finish(&mut self, sink: &mut Sink<'_>) {
+        let stdout = self.stdout;
+        self.lines.finish(|line| sink.line(stdout, line));
+    }
+}
+
 impl Run {
     /// Follow the callback to its end: relay output, enforce the timeout, and return how
     /// it ended and how long it took. The final event is queued in `outbox` too.
@@ -124,8 +170,8 @@ impl Run {
             pid,
             started,
             mut exit,
-            mut stdout,
-            mut stderr,
+            stdout,
+            stderr,
             mut handshake,
             timeout,
         } = self;
@@ -140,10 +186,8 @@ impl Run {
         };
         let mut state = Handshake::Waiting;
         let mut hs_buf = Vec::new();
-        let (mut out_open, mut err_open, mut hs_open) = (true, true, true);
-        let (mut out_lines, mut err_lines) = (Lines::default(), Lines::default());
-        let mut out_buf = vec![0u8; 64 * 1024];
-        let mut err_buf = vec![0u8; 64 * 1024];
+        let mut hs_open = true;
+        let (mut out, mut err) = (Output::new(stdout, true), Output::new(stderr, false));
         let mut exited: Option<Exit> = None;
         let mut timed_out = false;
         let deadline = tokio::time::sleep(timeout);
@@ -152,7 +196,7 @@ impl Run {
         tokio::pin!(linger);
 
         loop {
-            if exited.is_some() && !out_open && !err_open {
+            if exited.is_some() && !out.open && !err.open {
                 break;
             }
             tokio::select! {
@@ -180,32 +224,14 @@ impl Run {
                     exited = Some(result.unwrap_or(Exit::Signal(libc::SIGKILL)));
                     linger.as_mut().reset(tokio::time::Instant::now() + LINGER);
                 }
-                read = stdout.read(&mut out_buf), if out_open => match read {
-                    Ok(n) if n > 0 => {
-                        let chunk = out_buf.get(..n).unwrap_or_default();
-                        out_lines.feed(chunk, |line| sink.line(true, line));
-                    }
-                    _ => {
-                        out_open = false;
-                        out_lines.finish(|line| sink.line(true, line));
-                    }
-                },
-                read = stderr.read(&mut err_buf), if err_open => match read {
-                    Ok(n) if n > 0 => {
-                        let chunk = err_buf.get(..n).unwrap_or_default();
-                        err_lines.feed(chunk, |line| sink.line(false, line));
-                    }
-                    _ => {
-                        err_open = false;
-                        err_lines.finish(|line| sink.line(false, line));
-                    }
-                },
+                read = out.pipe.read(&mut out.buf), if out.open => out.got(read, &mut sink),
+                read = err.pipe.read(&mut err.buf), if err.open => err.got(read, &mut sink),
                 () = &mut deadline, if !timed_out && exited.is_none() => {
                     timed_out = true;
                     crate::warn!("callback timed out: killing its process group",
                         action = action, id = id, pgid = pid, timeout = format!("{timeout:?}"));
-                    // SAFETY: plain syscall; the group is the callback's own (setpgid).
-                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                    // The group is the callback's own (setpgid in spawn).
+                    process::send(-(pid as i32), libc::SIGKILL);
                 }
                 () = &mut linger, if exited.is_some() => {
                     crate::debug!("callback left its output open; not waiting for it",
@@ -215,8 +241,8 @@ impl Run {
             }
         }
         // Whatever was still being read: flush the partial lines.
-        out_lines.finish(|line| sink.line(true, line));
-        err_lines.finish(|line| sink.line(false, line));
+        out.finish(&mut sink);
+        err.finish(&mut sink);
         let duration = started.elapsed();
         let exit = exited.unwrap_or(Exit::Signal(libc::SIGKILL));
         let ending = if timed_out {
@@ -238,37 +264,29 @@ impl Run {
         let final_event = match &ending {
             Ending::Exited(exit) => Event::Exit {
                 code: exit.status(),
-                duration_ms: crate::control::protocol::millis(duration),
+                duration_ms: protocol::millis(duration),
                 signal: match exit {
                     Exit::Signal(n) => Some(*n),
                     Exit::Code(_) => None,
                 },
             },
             Ending::UnknownAction => Event::error(
-                crate::control::protocol::ErrorKind::UnknownAction,
+                ErrorKind::UnknownAction,
                 format!("no callback {function} for action {action}"),
             ),
             Ending::TimedOut(_) => Event::error(
-                crate::control::protocol::ErrorKind::Timeout,
+                ErrorKind::Timeout,
                 format!(
                     "{action} ran past the callback timeout ({timeout:?}); its process group was killed"
                 ),
             ),
             Ending::Failed(message) => Event::error(
-                crate::control::protocol::ErrorKind::Internal,
+                ErrorKind::Internal,
                 message.clone(),
             ),
         };
-        if sink.early.is_some() {
-            // Never started: what was held back only went to the log.
-            sink.early = None;
-        }
+        // Never started: what was held back went to the log only (it is dropped here).
         sink.send(&final_event);
-        if let Some(outbox) = &sink.outbox {
-            if !outbox.is_served() {
-                sink.outbox = None;
-            }
-        }
         (ending, duration)
     }
 }

@@ -8,6 +8,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::Settings;
+use crate::control::protocol;
+use crate::sys::process;
 use crate::sys::reaper::Reaper;
 
 /// Lists the `CB_` functions; `#end` proves the files loaded.
@@ -48,8 +50,8 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
     };
     let result = tokio::time::timeout(Duration::from_secs(10), read).await;
     if result.is_err() {
-        // SAFETY: plain syscall on the discovery bash's own group.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        // The discovery bash's own group (setpgid in spawn::prepare).
+        process::send(-pgid, libc::SIGKILL);
         return Err("loading the callbacks took longer than 10s".into());
     }
     let text = String::from_utf8_lossy(&output);
@@ -58,7 +60,7 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
     }
     let mut actions: Vec<String> = text
         .lines()
-        .filter_map(crate::control::protocol::action_of_function)
+        .filter_map(protocol::action_of_function)
         .collect();
     actions.sort();
     actions.dedup();

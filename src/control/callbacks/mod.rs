@@ -17,6 +17,11 @@
 //! The run is its own task: it keeps reading the callback's stdout and stderr whatever
 //! the client does (a slow or vanished client never blocks the callback), and the
 //! client's connection only gets what fits in its [`Outbox`].
+//!
+//! - `spawn`: the bash, its environment and the handshake pipe;
+//! - `drive`: following a run to its end (handshake, output, timeout, final event);
+//! - `lines`: bounded output lines; `outbox`: the per-client queue;
+//! - `listing`: `list`, the `CB_` functions the files define.
 
 mod drive;
 mod lines;

@@ -87,11 +87,6 @@ impl Outbox {
         state.gone = true;
         state.buf = Vec::new();
     }
-
-    pub(super) fn is_served(&self) -> bool {
-        let state = self.state.borrow();
-        !state.gone && !state.overflowed
-    }
 }
 
 #[cfg(test)]

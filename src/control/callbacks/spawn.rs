@@ -10,6 +10,7 @@ use tokio::sync::oneshot;
 
 use super::Settings;
 use crate::control::protocol::Request;
+use crate::sys::process;
 use crate::sys::reaper::{Exit, Reaper};
 
 /// Sources the files, answers the handshake on fd 3, calls the function.
@@ -85,8 +86,8 @@ pub fn spawn(
         Ok(pipes) => pipes,
         Err(e) => {
             // Nobody would follow this callback (no busy check, no timeout): stop it.
-            // SAFETY: plain syscall on the callback's own new group (setpgid in spawn).
-            unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            // The callback's own new group (setpgid in spawn::prepare).
+            process::send(-(pid as i32), libc::SIGKILL);
             return Err(e);
         }
     };

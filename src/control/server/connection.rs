@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::relay::relay;
-use super::{RunInfo, State, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, REPLY_WRITE, REQUEST_IDLE};
+use super::{State, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, REPLY_WRITE, REQUEST_IDLE};
 use crate::control::callbacks::{self, Outbox};
 use crate::control::protocol::{self, ErrorKind, Event, Request, MAX_REQUEST, VERSION};
 
@@ -278,7 +278,8 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
         reply(&mut stream, &Event::error(ErrorKind::Internal, message)).await;
         return;
     }
-    if let Some(message) = state.busy(&request.action) {
+    let busy = state.registry.borrow().busy(&request.action);
+    if let Some(message) = busy {
         crate::info!("busy", action = request.action, reason = message);
         reply(&mut stream, &Event::error(ErrorKind::Busy, message)).await;
         return;
@@ -296,8 +297,7 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
         .await;
         return;
     }
-    let id = state.next_id.get();
-    state.next_id.set(id + 1);
+    let id = state.registry.borrow_mut().next_id();
     // No .await between the busy check, the spawn and the registration.
     let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
         Ok(run) => run,
@@ -314,15 +314,10 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
         id = id,
         pid = run.pid
     );
-    state.running.borrow_mut().insert(
-        request.action.clone(),
-        RunInfo {
-            id,
-            pid: run.pid,
-            user: request.user.clone(),
-            started: Instant::now(),
-        },
-    );
+    state
+        .registry
+        .borrow_mut()
+        .started(&request.action, id, run.pid, &request.user);
     let outbox = Rc::new(Outbox::default());
     let action = request.action.clone();
     let run_state = state.clone();
@@ -330,7 +325,10 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
     // The run is its own task: it finishes even when this connection goes away.
     tokio::task::spawn_local(async move {
         let (ending, duration) = run.drive(Some(run_outbox)).await;
-        run_state.finish(&action, id, &ending, duration);
+        run_state
+            .registry
+            .borrow_mut()
+            .finished(&action, id, &ending, duration);
     });
     relay(&mut stream, &outbox, request.wait).await;
     outbox.close();

@@ -1,16 +1,24 @@
 //! The request socket server, inside supd's event loop (no extra threads).
 //!
-//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (so init learns
-//! about a bad directory or a live competitor before the service runs) and spawns the
-//! accept loop on the current `LocalSet`. Each connection is a small task: read one
-//! request line (at most 4 KiB, 5 s), check the peer, answer built-ins directly or
-//! spawn the callback as its own task (see `callbacks`), then relay its events.
+//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (init calls it
+//! right after spawning the service, which then runs without the socket when the
+//! directory is bad or another supd serves it) and spawns the accept loop on the current
+//! `LocalSet`. Each connection is a small task: read one request line (at most 4 KiB,
+//! 5 s), check the peer, answer built-ins directly or spawn the callback as its own task
+//! (see `callbacks`), then relay its events.
+//!
+//! - `socket`: the socket file's lifecycle (lock, stale check, bind, mode, unlink);
+//! - `connection`: the accept loop, eviction, one connection, starting a callback;
+//! - `registry`: the callbacks that run and the last results (busy checks, `status`);
+//! - `relay`: a callback's events from its outbox to the client.
+
 //!
 //! Limits that keep a hostile or broken client from hurting the service or other
 //! clients: the request size and idle time; at most [`MAX_READING`] connections still
 //! sending their request (a new one evicts the oldest once that one had its chance, so a
-//! flood of idle connections cannot lock out a real request); at most [`MAX_CONNECTIONS`] in all (beyond: accepted
-//! and closed at once); a bounded outbox per client.
+//! flood of idle connections cannot lock out a real request); at most
+//! [`MAX_CONNECTIONS`] in all (beyond: accepted and closed at once); a bounded outbox per
+//! client.
 //!
 //! Access: the socket file's mode and group are the first gate. When `--allow-uid` or
 //! `--allow-gid` is given, the peer's SO_PEERCRED must match one of them; uid 0 and
@@ -22,24 +30,22 @@ mod relay;
 mod socket;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::Flock;
 use tokio::net::UnixListener;
 use tokio::task::AbortHandle;
 
 use crate::control::callbacks::{self, Settings};
-use crate::control::protocol::{self, LastResult};
+use crate::control::protocol::{self, Status, VERSION};
 use crate::sys::reaper::Reaper;
 
 use connection::accept_loop;
-use registry::RunInfo;
-use socket::{bind, lock_service};
+use registry::Registry;
+use socket::SocketFile;
 
 /// Connections still sending their request line.
 pub const MAX_READING: usize = 64;
@@ -99,24 +105,19 @@ impl ServerHandle {
     /// Send `signal` to the process group of every running callback (shutdown: TERM
     /// first, then KILL at the end of the grace period).
     pub fn signal_callbacks(&self, signal: i32) {
-        for (action, run) in self.state.running.borrow().iter() {
+        for (action, pgid) in self.state.registry.borrow().groups() {
             crate::info!(
                 "signalling callback",
                 action = action,
-                pgid = run.pid,
+                pgid = pgid,
                 signal = signal
             );
-            // SAFETY: plain syscall; the group is the callback's own (setpgid in spawn).
-            unsafe { libc::kill(-(run.pid as i32), signal) };
+            crate::sys::process::send(-(pgid as i32), signal);
         }
     }
 
-    /// How many callbacks are still running.
-    pub fn running_callbacks(&self) -> usize {
-        self.state.running.borrow().len()
-    }
-
-    /// Stop accepting and unlink the socket file (only if it is still ours).
+    /// Stop accepting and unlink the socket file (only if it is still ours). Callbacks
+    /// that run go on; no new one starts.
     pub fn close(&self) {
         self.accept.abort();
         if self.state.closed.replace(true) {
@@ -133,23 +134,9 @@ impl ServerHandle {
         for handle in readers {
             handle.abort();
         }
-        let path = &self.state.path;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.state.inode => {
-                if let Err(e) = std::fs::remove_file(path) {
-                    crate::warn!("cannot remove the socket", path = path.display(), error = e);
-                }
-            }
-            Ok(_) => crate::info!(
-                "socket file was replaced by someone else; leaving it",
-                path = path.display()
-            ),
-            Err(_) => {}
-        }
+        self.state.socket.remove();
     }
-}
 
-impl ServerHandle {
     /// Resolves when no client connection is left: after [`close`](Self::close) and the
     /// last callback's exit, the final events have then reached their clients. Callers
     /// bound the wait (a client may be too slow to read).
@@ -163,18 +150,13 @@ impl ServerHandle {
 struct State {
     settings: Settings,
     reaper: Rc<Reaper>,
-    path: PathBuf,
-    /// (dev, ino) of the socket file we bound: unlink only that one.
-    inode: (u64, u64),
+    socket: SocketFile,
     service_pid: u32,
     supd_pid: u32,
     started: Instant,
-    max_callbacks: usize,
     allow_uid: Vec<u32>,
     allow_gid: Vec<u32>,
-    running: RefCell<HashMap<String, RunInfo>>,
-    last: RefCell<BTreeMap<String, LastResult>>,
-    next_id: Cell<u64>,
+    registry: RefCell<Registry>,
     connections: Cell<usize>,
     /// Connections still reading their request, oldest first (for eviction).
     reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
@@ -182,26 +164,38 @@ struct State {
     /// A `list` is running its bash: at most one at a time (it is not a callback, so
     /// `--max-callbacks` does not bound it, and every request would start a bash).
     listing: Cell<bool>,
-    /// Held for supd's lifetime: one supd per service at a time (see [`lock_service`]).
-    _lock: Flock<std::fs::File>,
     /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
     no_connections: tokio::sync::Notify,
 }
 
-/// Bind the socket (synchronously, so errors are known before the service runs) and spawn
-/// the accept loop on the current `LocalSet`. Must be called inside the runtime and a
-/// `LocalSet`.
+impl State {
+    fn status(&self) -> Status {
+        let registry = self.registry.borrow();
+        Status {
+            v: VERSION,
+            service: self.settings.service.clone(),
+            service_pid: self.service_pid,
+            supd_pid: self.supd_pid,
+            uptime_s: self.started.elapsed().as_secs(),
+            running: registry.running(),
+            last: registry.last(),
+        }
+    }
+}
+
+/// Bind the socket and spawn the accept loop on the current `LocalSet`. Must be called
+/// inside the runtime and a `LocalSet`. An error (a bad directory, a live socket or lock
+/// of another supd) leaves nothing behind to clean up.
 pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     let args = &context.config;
     let service = args.service.clone();
     let path = protocol::socket_path(&args.socket_dir, &service);
-    let lock = lock_service(&path)?;
-    let listener = bind(&path, args.socket_mode, args.socket_group.as_deref())?;
-    let meta = std::fs::symlink_metadata(&path)?;
+    let (socket, listener) =
+        SocketFile::bind(path, args.socket_mode, args.socket_group.as_deref())?;
     let listener = UnixListener::from_std(listener)?;
     crate::info!(
         "serving requests",
-        socket = path.display(),
+        socket = socket.path().display(),
         mode = format!("{:04o}", args.socket_mode),
         callbacks = args.callbacks.display()
     );
@@ -215,22 +209,17 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
             supd_pid: context.supd_pid,
         },
         reaper: context.reaper,
-        path,
-        inode: (meta.dev(), meta.ino()),
+        socket,
         service_pid: context.service_pid,
         supd_pid: context.supd_pid,
         started: Instant::now(),
-        max_callbacks: args.max_callbacks as usize,
         allow_uid: args.allow_uid.clone(),
         allow_gid: args.allow_gid.clone(),
-        running: RefCell::default(),
-        last: RefCell::default(),
-        next_id: Cell::new(1),
+        registry: RefCell::new(Registry::new(args.max_callbacks as usize)),
         connections: Cell::new(0),
         reading: RefCell::default(),
         closed: Cell::new(false),
         listing: Cell::new(false),
-        _lock: lock,
         no_connections: tokio::sync::Notify::new(),
     });
     let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();

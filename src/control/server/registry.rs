@@ -1,68 +1,83 @@
 //! The callbacks that run and the last result of each action: busy checks, `status`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::{State, MAX_LAST_RESULTS};
+use super::MAX_LAST_RESULTS;
 use crate::control::callbacks::Ending;
-use crate::control::protocol::{self, ErrorKind, LastResult, Running, Status, VERSION};
+use crate::control::protocol::{self, ErrorKind, LastResult, Running};
 
-/// A running callback, for busy checks, `status` and shutdown.
-pub(super) struct RunInfo {
-    pub(super) id: u64,
-    pub(super) pid: u32,
-    pub(super) user: String,
-    pub(super) started: Instant,
+/// A running callback, for busy checks and `status`.
+struct RunInfo {
+    id: u64,
+    pid: u32,
+    user: String,
+    started: Instant,
 }
 
-impl State {
-    pub(super) fn status(&self) -> Status {
-        let mut running: Vec<Running> = self
-            .running
-            .borrow()
-            .iter()
-            .map(|(action, run)| Running {
-                action: action.clone(),
-                id: run.id,
-                pid: run.pid,
-                user: run.user.clone(),
-                elapsed_ms: protocol::millis(run.started.elapsed()),
-            })
-            .collect();
-        running.sort_by_key(|r| r.id);
-        Status {
-            v: VERSION,
-            service: self.settings.service.clone(),
-            service_pid: self.service_pid,
-            supd_pid: self.supd_pid,
-            uptime_s: self.started.elapsed().as_secs(),
-            running,
-            last: self.last.borrow().values().cloned().collect(),
+/// Which callbacks run (at most one per action, at most `max_callbacks` in all), and how
+/// each action's last run ended.
+pub(super) struct Registry {
+    max_callbacks: usize,
+    running: HashMap<String, RunInfo>,
+    last: BTreeMap<String, LastResult>,
+    next_id: u64,
+}
+
+impl Registry {
+    pub(super) fn new(max_callbacks: usize) -> Registry {
+        Registry {
+            max_callbacks,
+            running: HashMap::new(),
+            last: BTreeMap::new(),
+            next_id: 1,
         }
     }
 
+    /// Why `action` may not start now, if it may not: it runs already, or the limit is
+    /// reached.
     pub(super) fn busy(&self, action: &str) -> Option<String> {
-        let running = self.running.borrow();
-        if let Some(run) = running.get(action) {
+        if let Some(run) = self.running.get(action) {
             return Some(format!(
                 "{action} is already running (id {}, for {}s)",
                 run.id,
                 run.started.elapsed().as_secs()
             ));
         }
-        if running.len() >= self.max_callbacks {
+        if self.running.len() >= self.max_callbacks {
             return Some(format!(
                 "{} callbacks are running (--max-callbacks {}); try again later",
-                running.len(),
+                self.running.len(),
                 self.max_callbacks
             ));
         }
         None
     }
-}
 
-impl State {
-    pub(super) fn finish(&self, action: &str, id: u64, ending: &Ending, duration: Duration) {
-        self.running.borrow_mut().remove(action);
+    /// The id for the next run (request ids number this supd's runs from 1).
+    pub(super) fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// `action` was spawned as run `id`, with process (and group) `pid`.
+    pub(super) fn started(&mut self, action: &str, id: u64, pid: u32, user: &str) {
+        self.running.insert(
+            action.to_string(),
+            RunInfo {
+                id,
+                pid,
+                user: user.to_string(),
+                started: Instant::now(),
+            },
+        );
+    }
+
+    /// Run `id` of `action` ended: it no longer counts as running, and becomes the
+    /// action's last result (unless there was no such action).
+    pub(super) fn finished(&mut self, action: &str, id: u64, ending: &Ending, duration: Duration) {
+        self.running.remove(action);
         let (code, error) = match ending {
             Ending::Exited(exit) => (Some(exit.status()), None),
             Ending::UnknownAction => (None, Some(ErrorKind::UnknownAction)),
@@ -83,94 +98,104 @@ impl State {
         if matches!(ending, Ending::UnknownAction) {
             return;
         }
-        let ended = jiff::Timestamp::now().as_second();
-        let mut last = self.last.borrow_mut();
-        if last.len() >= MAX_LAST_RESULTS && !last.contains_key(action) {
-            let oldest = last
+        if self.last.len() >= MAX_LAST_RESULTS && !self.last.contains_key(action) {
+            let oldest = self
+                .last
                 .values()
                 .min_by_key(|result| result.id)
                 .map(|result| result.action.clone());
             if let Some(oldest) = oldest {
-                last.remove(&oldest);
+                self.last.remove(&oldest);
             }
         }
-        last.insert(
+        self.last.insert(
             action.to_string(),
             LastResult {
                 action: action.to_string(),
                 id,
-                ended,
+                ended: jiff::Timestamp::now().as_second(),
                 duration_ms: protocol::millis(duration),
                 code,
                 error,
             },
         );
     }
+
+    /// Each running callback's action and process group.
+    pub(super) fn groups(&self) -> Vec<(String, u32)> {
+        self.running
+            .iter()
+            .map(|(action, run)| (action.clone(), run.pid))
+            .collect()
+    }
+
+    /// The running callbacks, oldest first, for `status`.
+    pub(super) fn running(&self) -> Vec<Running> {
+        let mut running: Vec<Running> = self
+            .running
+            .iter()
+            .map(|(action, run)| Running {
+                action: action.clone(),
+                id: run.id,
+                pid: run.pid,
+                user: run.user.clone(),
+                elapsed_ms: protocol::millis(run.started.elapsed()),
+            })
+            .collect();
+        running.sort_by_key(|r| r.id);
+        running
+    }
+
+    /// Each action's last result, sorted by action, for `status`.
+    pub(super) fn last(&self) -> Vec<LastResult> {
+        self.last.values().cloned().collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::socket::lock_service;
-    use super::super::*;
     use super::*;
-
-    fn state() -> State {
-        State {
-            settings: Settings {
-                bash: PathBuf::from("bash"),
-                service: "svc".into(),
-                callbacks: PathBuf::from("/nonexistent"),
-                callback_lib: PathBuf::from("/nonexistent"),
-                timeout: Duration::from_secs(1),
-                supd_pid: 1,
-            },
-            reaper: Rc::new(Reaper::new()),
-            path: PathBuf::from("/nonexistent"),
-            inode: (0, 0),
-            service_pid: 2,
-            supd_pid: 1,
-            started: Instant::now(),
-            max_callbacks: 4,
-            allow_uid: Vec::new(),
-            allow_gid: Vec::new(),
-            running: RefCell::default(),
-            last: RefCell::default(),
-            next_id: Cell::new(1),
-            connections: Cell::new(0),
-            reading: RefCell::default(),
-            closed: Cell::new(false),
-            listing: Cell::new(false),
-            _lock: {
-                static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let path =
-                    std::env::temp_dir().join(format!("supd-unit-{}-{n}.sock", std::process::id()));
-                let lock = lock_service(&path).unwrap();
-                let _ = std::fs::remove_file(path.with_extension("sock.lock"));
-                lock
-            },
-            no_connections: tokio::sync::Notify::new(),
-        }
-    }
 
     #[test]
     fn last_results_are_bounded_oldest_forgotten() {
-        let state = state();
+        let mut registry = Registry::new(4);
         let failed = Ending::Failed("broken".into());
         let total = MAX_LAST_RESULTS as u64 + 50;
         for id in 1..=total {
-            state.finish(&format!("a{id}"), id, &failed, Duration::ZERO);
+            registry.finished(&format!("a{id}"), id, &failed, Duration::ZERO);
         }
         // A known action is updated in place, not counted twice.
-        state.finish("a300", total + 1, &failed, Duration::ZERO);
-        let last = state.last.borrow();
+        registry.finished("a300", total + 1, &failed, Duration::ZERO);
+        let last = &registry.last;
         assert_eq!(last.len(), MAX_LAST_RESULTS);
         assert!(!last.contains_key("a1") && !last.contains_key("a50"));
         assert!(last.contains_key("a51") && last.contains_key(&format!("a{total}")));
         assert_eq!(last.get("a300").map(|r| r.id), Some(total + 1));
         // Unknown actions never enter.
-        drop(last);
-        state.finish("nope", total + 2, &Ending::UnknownAction, Duration::ZERO);
-        assert!(!state.last.borrow().contains_key("nope"));
+        registry.finished("nope", total + 2, &Ending::UnknownAction, Duration::ZERO);
+        assert!(!registry.last.contains_key("nope"));
+        assert_eq!(registry.last().len(), MAX_LAST_RESULTS);
+    }
+
+    #[test]
+    fn busy_per_action_and_over_the_limit() {
+        let mut registry = Registry::new(2);
+        assert_eq!(registry.next_id(), 1);
+        assert_eq!(registry.next_id(), 2);
+        assert_eq!(registry.busy("a"), None);
+        registry.started("a", 1, 100, "root");
+        let busy = registry.busy("a").unwrap_or_default();
+        assert!(busy.contains("a is already running (id 1"), "{busy}");
+        assert_eq!(registry.busy("b"), None);
+        registry.started("b", 2, 101, "root");
+        let busy = registry.busy("c").unwrap_or_default();
+        assert!(busy.contains("--max-callbacks 2"), "{busy}");
+        let running = registry.running();
+        assert_eq!(running.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);
+        let exited = Ending::Exited(crate::sys::reaper::Exit::Code(0));
+        registry.finished("a", 1, &exited, Duration::ZERO);
+        assert_eq!(registry.busy("c"), None);
+        assert_eq!(registry.last().len(), 1);
+        assert_eq!(registry.last()[0].code, Some(0));
     }
 }

@@ -1,18 +1,68 @@
-//! The socket file's lifecycle: the lock, the stale check, bind with its mode and
-//! group.
+//! The socket file's lifecycle: the lock, the stale check, bind with its final mode and
+//! group, and the unlink at the end (only of the file we bound).
 
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
+
+/// The socket file this supd bound, and the lock that makes it the only one serving it.
+pub(super) struct SocketFile {
+    path: PathBuf,
+    /// (dev, ino) of the socket file we bound: unlink only that one.
+    inode: (u64, u64),
+    /// Held for supd's lifetime: one supd per service at a time (see [`lock_service`]).
+    _lock: Flock<std::fs::File>,
+}
+
+impl SocketFile {
+    /// Lock the service, replace a stale socket (never a live one), and bind `path` with
+    /// its final `mode` and `group`, non-blocking.
+    pub(super) fn bind(
+        path: PathBuf,
+        mode: u32,
+        group: Option<&str>,
+    ) -> io::Result<(SocketFile, std::os::unix::net::UnixListener)> {
+        let lock = lock_service(&path)?;
+        let listener = bind(&path, mode, group)?;
+        let meta = std::fs::symlink_metadata(&path)?;
+        let file = SocketFile {
+            path,
+            inode: (meta.dev(), meta.ino()),
+            _lock: lock,
+        };
+        Ok((file, listener))
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Unlink the socket file, if it is still the one we bound.
+    pub(super) fn remove(&self) {
+        let path = &self.path;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.inode => {
+                if let Err(e) = std::fs::remove_file(path) {
+                    crate::warn!("cannot remove the socket", path = path.display(), error = e);
+                }
+            }
+            Ok(_) => crate::info!(
+                "socket file was replaced by someone else; leaving it",
+                path = path.display()
+            ),
+            Err(_) => {}
+        }
+    }
+}
 
 /// Take `<socket>.lock` (flock, non-blocking) before touching the socket file. Without
 /// it, two supds starting together could both find the socket stale, and the second's
 /// unlink would remove the first's fresh socket, leaving it serving an unlinked file.
 /// The kernel drops the lock when its holder dies, so a crashed supd never blocks the
 /// next one. The small lock file stays (it is not a socket: `supctl services` skips it).
-pub(super) fn lock_service(socket: &Path) -> io::Result<Flock<std::fs::File>> {
+fn lock_service(socket: &Path) -> io::Result<Flock<std::fs::File>> {
     let mut name = socket.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
@@ -43,7 +93,7 @@ pub(super) fn lock_service(socket: &Path) -> io::Result<Flock<std::fs::File>> {
 }
 
 /// Replace a stale socket, never a live one; bind with the final mode before accepting.
-pub(super) fn bind(
+fn bind(
     path: &Path,
     mode: u32,
     group: Option<&str>,
