@@ -7,6 +7,10 @@
 //! 5 s), check the peer, answer built-ins directly or spawn the callback as its own task
 //! (see `callbacks`), then relay its events.
 //!
+//! The server signals no callback at shutdown: callbacks are below supd, and init's one
+//! walk of everything below supd reaches them when the service has exited (a second
+//! TERM from here would run a callback's TERM trap twice).
+//!
 //! - `socket`: the socket file's lifecycle (lock, stale check, bind, mode, unlink);
 //! - `connection`: the accept loop, eviction, one connection, starting a callback;
 //! - `registry`: the callbacks that run and the last results (busy checks, `status`);
@@ -102,20 +106,6 @@ pub struct ServerHandle {
 }
 
 impl ServerHandle {
-    /// Send `signal` to the process group of every running callback (shutdown: TERM
-    /// first, then KILL at the end of the grace period).
-    pub fn signal_callbacks(&self, signal: i32) {
-        for (action, pgid) in self.state.registry.borrow().groups() {
-            crate::info!(
-                "signalling callback",
-                action = action,
-                pgid = pgid,
-                signal = signal
-            );
-            crate::sys::process::send(-(pgid as i32), signal);
-        }
-    }
-
     /// Stop accepting and unlink the socket file (only if it is still ours). Callbacks
     /// that run go on; no new one starts.
     pub fn close(&self) {

@@ -121,14 +121,6 @@ impl Registry {
         );
     }
 
-    /// Each running callback's action and process group.
-    pub(super) fn groups(&self) -> Vec<(String, u32)> {
-        self.running
-            .iter()
-            .map(|(action, run)| (action.clone(), run.pid))
-            .collect()
-    }
-
     /// The running callbacks, oldest first, for `status`.
     pub(super) fn running(&self) -> Vec<Running> {
         let mut running: Vec<Running> = self
