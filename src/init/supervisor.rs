@@ -256,9 +256,6 @@ impl Supervisor {
         // overflow (a panic in PID 1 would orphan the service mid-shutdown). Cap it.
         let grace = self.grace.min(MAX_GRACE);
         self.deadline = Some(Instant::now() + grace);
-        if let Some(server) = &self.server {
-            server.signal_callbacks(libc::SIGTERM);
-        }
     }
 
     /// Collect exited children, and learn at once whether the main child was one of
@@ -302,9 +299,8 @@ impl Supervisor {
             return;
         }
         // Stragglers: callbacks, the service's leftovers, daemons. TERM now, KILL at the
-        // end of the grace period.
-        // (start_grace also sends the callbacks SIGTERM, unless shutdown began earlier and
-        // it already did.)
+        // end of the grace period. This walk is the one path that signals callbacks (the
+        // server does not): each gets its TERM once, so a TERM trap runs once.
         self.start_grace(format!("service exited ({code})"));
         // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
         let count = shutdown::terminate_descendants(&self.known());
@@ -318,9 +314,6 @@ impl Supervisor {
                 "grace period over: killing everything left",
                 grace = format!("{:?}", self.grace)
             );
-            if let Some(server) = &self.server {
-                server.signal_callbacks(libc::SIGKILL);
-            }
         }
         if self.main_status.is_none() {
             send(-self.service, libc::SIGKILL);

@@ -1,0 +1,68 @@
+//! `list`: which `CB_` functions the callbacks file defines.
+
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+use super::Settings;
+use crate::control::protocol;
+use crate::sys::process;
+use crate::sys::reaper::Reaper;
+
+/// Lists the `CB_` functions; `#end` proves the files loaded.
+const LIST_SCRIPT: &str = r#"{ if [ -n "$SUPD_CALLBACK_LIB" ]; then source "$SUPD_CALLBACK_LIB"; fi; source "$SUPD_CALLBACKS"; } </dev/null >/dev/null 2>&1
+compgen -A function CB_ || :
+echo '#end'"#;
+
+/// The actions the callbacks file defines, sorted (runs bash, like a callback would).
+pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String>, String> {
+    if !settings.callbacks.is_file() {
+        return Ok(Vec::new());
+    }
+    let mut command = settings.command(LIST_SCRIPT);
+    command.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run bash: {e}"))?;
+    let exit = reaper.watch(child.id());
+    let stdout = child.stdout.take().ok_or_else(|| "no pipe".to_string())?;
+    let pgid = child.id() as i32;
+    let mut stdout =
+        pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(|e| e.to_string())?;
+    let mut output = Vec::new();
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stdout.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    output.extend_from_slice(chunk.get(..n).unwrap_or_default());
+                    if output.len() > 1 << 20 {
+                        break;
+                    }
+                }
+            }
+        }
+        exit.await
+    };
+    let result = tokio::time::timeout(Duration::from_secs(10), read).await;
+    if result.is_err() {
+        // The discovery bash's own group (setpgid in spawn::prepare).
+        process::send(-pgid, libc::SIGKILL);
+        return Err("loading the callbacks took longer than 10s".into());
+    }
+    let text = String::from_utf8_lossy(&output);
+    if !text.lines().any(|l| l == "#end") {
+        return Err("the callbacks file failed to load".into());
+    }
+    let mut actions: Vec<String> = text
+        .lines()
+        .filter_map(protocol::action_of_function)
+        .collect();
+    actions.sort();
+    actions.dedup();
+    Ok(actions)
+}
