@@ -364,7 +364,7 @@ fn parse_digits(text: &str) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn bits(values: &[u32]) -> u64 {
@@ -414,5 +414,96 @@ mod tests {
             e("0 0 99999999999 * *"),
             "day-of-month 99999999999 out of range 1-31"
         );
+    }
+
+    /// The error `expr` is refused with.
+    pub(crate) fn parse_err(expr: &str) -> String {
+        match Schedule::parse(expr) {
+            Ok(_) => panic!("{expr:?} should be refused"),
+            Err(e) => e,
+        }
+    }
+
+    // CRON-RULES.md §2 Fields
+
+    #[test]
+    fn field_syntax() {
+        let s = Schedule::parse("0,30 */6 1-10/3 JAN-Mar,dec Mon-FRI").unwrap();
+        assert_eq!(s.minutes, 1 | 1 << 30);
+        assert_eq!(s.hours, 1 | 1 << 6 | 1 << 12 | 1 << 18);
+        assert_eq!(s.doms, 1 << 1 | 1 << 4 | 1 << 7 | 1 << 10);
+        assert_eq!(s.months, 1 << 1 | 1 << 2 | 1 << 3 | 1 << 12);
+        assert_eq!(s.dows, 0b011_1110);
+        // Leading zeros, 7 = Sunday, fri-sun = 5-7, sun-0 ranges.
+        let s = Schedule::parse("007 05 * * fri-sun").unwrap();
+        assert_eq!((s.minutes, s.hours, s.dows), (1 << 7, 1 << 5, 0b110_0001));
+        assert_eq!(Schedule::parse("0 0 * * 5-0").unwrap().dows, 0b110_0001);
+        assert_eq!(Schedule::parse("0 0 * * 7").unwrap().dows, 1);
+        assert_eq!(Schedule::parse("0 0 * * 0-7").unwrap().dows, 0x7f);
+        // Steps up to the field size are fine.
+        assert_eq!(
+            Schedule::parse("*/60 */24 */31 */12 */7").unwrap().minutes,
+            1
+        );
+        assert_eq!(
+            parse_err("*/61 * * * *"),
+            "minute step 61 out of range 1-60 (in \"*/61\")"
+        );
+        assert_eq!(
+            parse_err("* * * * */8"),
+            "day-of-week step 8 out of range 1-7 (in \"*/8\")"
+        );
+        assert_eq!(
+            parse_err("0 0 1-5/0 * *"),
+            "day-of-month step 0 out of range 1-31 (in \"1-5/0\")"
+        );
+        assert_eq!(
+            parse_err("0 0 * jan/2 *"),
+            "month \"jan/2\": a step needs a range or *; write jan-12/2"
+        );
+        assert_eq!(
+            parse_err("0 0 * * *,"),
+            "day-of-week \"*,\": empty list item"
+        );
+        assert_eq!(parse_err("a 0 * * *"), "minute \"a\" is not a number");
+        assert_eq!(
+            parse_err("-5 0 * * *"),
+            "minute \"-5\": missing number in range"
+        );
+        assert_eq!(
+            parse_err("0 0 * * *-2"),
+            "day-of-week \"*\" is not a number or a three-letter name (sun..sat)"
+        );
+        assert_eq!(
+            parse_err("* * * *"),
+            "expected five fields MIN HOUR DOM MON DOW or an @macro, got 4 words"
+        );
+    }
+
+    // §4 Wildcard or fixed-time jobs
+
+    #[test]
+    fn wildcard_or_fixed_classification() {
+        for fixed in [
+            "30 2 * * *",
+            "0,30 1 * * *",
+            "30 1-3 * * *",
+            "@daily",
+            "@weekly",
+            "@monthly",
+            "@yearly",
+        ] {
+            assert!(!Schedule::parse(fixed).unwrap().wildcard, "{fixed}");
+        }
+        for wild in [
+            "*/15 * * * *",
+            "30 * * * *",
+            "* 2 * * *",
+            "0 */2 * * *",
+            "/5 2 * * *",
+            "@hourly",
+        ] {
+            assert!(Schedule::parse(wild).unwrap().wildcard, "{wild}");
+        }
     }
 }

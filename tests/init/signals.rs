@@ -1,0 +1,246 @@
+//! Signal forwarding: every signal reaches the service's group once, in order
+//! (libc-reserved and real-time ones too), supd's own SIGPIPE does not, `--single-child`
+//! and `--rewrite`, and stop signals stop the service but never supd.
+
+use std::os::unix::process::ExitStatusExt;
+use std::time::Duration;
+
+use super::start;
+use crate::util::proc::{child_running, state};
+use crate::util::{alive, fixture, read_lines, send, wait_for, Mode, Supd, TempDir, MODES};
+
+/// The fixture's grandchild (a perl child of the service), as a pid of our namespace: in
+/// Pid1 mode the pids the fixture writes are the inner namespace's.
+fn grandchild_of(supd: &Supd) -> i32 {
+    let service = supd.service();
+    wait_for(Duration::from_secs(10), "the grandchild", || {
+        child_running(service, "perl")
+    })
+}
+
+const SIGNALS: [(&str, i32); 7] = [
+    ("HUP", libc::SIGHUP),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("WINCH", libc::SIGWINCH),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("TERM", libc::SIGTERM),
+];
+
+/// Start the record-signals fixture under supd and wait for its ready file(s).
+fn start_recorder(
+    mode: Mode,
+    dir: &TempDir,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    exit_on: &str,
+    spawn: bool,
+) -> Supd {
+    let script = fixture("record-signals.pl");
+    let supd = start(mode, |c| {
+        c.envs(env.iter().copied())
+            .args(extra)
+            .args(["--", "perl"])
+            .arg(&script)
+            .arg(dir.path())
+            .args(["service", exit_on]);
+        if spawn {
+            c.arg("spawn");
+        }
+    });
+    wait_for(Duration::from_secs(10), "service ready", || {
+        dir.file("service.ready").exists()
+    });
+    supd
+}
+
+fn each_signal_reaches_service_and_group(mode: Mode) {
+    let dir = TempDir::new("signals");
+    // A long grace: INT and QUIT start it, but the fixture only exits on TERM.
+    let mut supd = start_recorder(mode, &dir, &["--grace", "60s"], &[], "TERM", true);
+    let mut expected = Vec::new();
+    for (name, signal) in SIGNALS {
+        supd.signal(signal);
+        expected.push(name.to_string());
+        if name != "TERM" {
+            // Both must have handled it before the next one goes out.
+            wait_for(
+                Duration::from_secs(10),
+                format!("{mode:?}: service and grandchild got {name}"),
+                || {
+                    let n = expected.len();
+                    read_lines(&dir.file("service.log")).len() >= n
+                        && read_lines(&dir.file("grandchild.log")).len() >= n
+                },
+            );
+        }
+    }
+    let status = supd.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{mode:?}");
+    // Exactly once each, in order.
+    assert_eq!(read_lines(&dir.file("service.log")), expected, "{mode:?}");
+    // The grandchild, in the service's group, got them all too, exactly once.
+    assert_eq!(
+        read_lines(&dir.file("grandchild.log")),
+        expected,
+        "{mode:?}: grandchild"
+    );
+}
+
+#[test]
+fn signals_reach_the_service_group_as_pid1() {
+    each_signal_reaches_service_and_group(Mode::Pid1);
+}
+
+#[test]
+fn signals_reach_the_service_group_as_subreaper() {
+    each_signal_reaches_service_and_group(Mode::Subreaper);
+}
+
+#[test]
+fn libc_reserved_and_real_time_signals_are_forwarded() {
+    // 32-34 are left out of sigfillset by glibc (32-33) and musl (32-34); 34 is glibc's
+    // SIGRTMIN. They must be forwarded like any other signal: once, supd as PID 1 dropped
+    // them and supd as a subreaper died of them (leaving its service orphaned). `sleep`
+    // dies of each (default action), so supd's status says it was forwarded.
+    for mode in MODES {
+        for n in [32, 33, 34, 40, 64] {
+            let mut supd = start(mode, |c| {
+                c.args(["--", "sleep", "1000"]);
+            });
+            supd.service_running("sleep");
+            supd.signal(n);
+            let status = supd.wait(Duration::from_secs(5));
+            assert_eq!(
+                (status.code(), status.signal()),
+                (Some(128 + n), None),
+                "{mode:?}: signal {n}"
+            );
+        }
+    }
+}
+
+#[test]
+fn sigpipe_from_supds_own_log_is_not_forwarded() {
+    // supd's stderr is a pipe nobody reads: its next log line raises SIGPIPE at supd
+    // itself. That one is supd's, not the service's: only USR1 and TERM may arrive.
+    let dir = TempDir::new("sigpipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut supd = start(Mode::Subreaper, |c| {
+        c.args(["-vv", "--grace", "5s", "--", "perl"])
+            .arg(fixture("record-signals.pl"))
+            .arg(dir.path())
+            .args(["service", "TERM"])
+            .stderr(writer);
+    });
+    wait_for(Duration::from_secs(10), "service ready", || {
+        dir.file("service.ready").exists()
+    });
+    supd.signal(libc::SIGUSR1);
+    wait_for(Duration::from_secs(10), "USR1", || {
+        !read_lines(&dir.file("service.log")).is_empty()
+    });
+    supd.signal(libc::SIGTERM);
+    assert_eq!(supd.wait(Duration::from_secs(5)).code(), Some(0));
+    assert_eq!(read_lines(&dir.file("service.log")), ["USR1", "TERM"]);
+}
+
+#[test]
+fn single_child_spares_the_grandchild() {
+    for mode in MODES {
+        let dir = TempDir::new("single");
+        let mut supd = start_recorder(
+            mode,
+            &dir,
+            &["--single-child", "--grace", "5s"],
+            &[],
+            "TERM",
+            true,
+        );
+        supd.signal(libc::SIGUSR1);
+        wait_for(Duration::from_secs(10), "service got USR1", || {
+            read_lines(&dir.file("service.log")).contains(&"USR1".to_string())
+        });
+        // Had supd signalled the group, USR1 would have reached the grandchild already
+        // (or be pending: perl handles pending signals in ascending order, USR1 before
+        // USR2). So a USR2 sent now must be the first thing it records.
+        let grandchild = grandchild_of(&supd);
+        send(grandchild, libc::SIGUSR2);
+        wait_for(Duration::from_secs(10), "grandchild got USR2", || {
+            !read_lines(&dir.file("grandchild.log")).is_empty()
+        });
+        assert_eq!(
+            read_lines(&dir.file("grandchild.log")),
+            ["USR2"],
+            "{mode:?}"
+        );
+        // TERM reaches the service only; the grandchild is terminated by supd once the
+        // main child has exited (it exits on TERM), so supd still ends promptly.
+        supd.signal(libc::SIGTERM);
+        let status = supd.wait(Duration::from_secs(4));
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        assert!(!alive(grandchild), "{mode:?}: grandchild survived supd");
+        assert_eq!(
+            read_lines(&dir.file("grandchild.log")),
+            ["USR2", "TERM"],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn rewrite_term_to_quit() {
+    for mode in MODES {
+        let dir = TempDir::new("rewrite");
+        let rewrite = "TERM:QUIT,USR1:USR2";
+        // The option, or its environment variable (SUPD_REWRITE), alike.
+        let (flags, env) = match mode {
+            Mode::Pid1 => (vec!["--rewrite", rewrite], vec![]),
+            Mode::Subreaper => (vec![], vec![("SUPD_REWRITE", rewrite)]),
+        };
+        let mut supd = start_recorder(mode, &dir, &flags, &env, "QUIT", false);
+        supd.signal(libc::SIGUSR1);
+        wait_for(Duration::from_secs(10), "USR1 rewritten", || {
+            !read_lines(&dir.file("service.log")).is_empty()
+        });
+        supd.signal(libc::SIGTERM);
+        let status = supd.wait(Duration::from_secs(4));
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        assert_eq!(
+            read_lines(&dir.file("service.log")),
+            ["USR2", "QUIT"],
+            "{mode:?}"
+        );
+    }
+}
+
+#[test]
+fn stop_signals_stop_the_service_never_supd() {
+    // `docker kill -s TSTP` / `docker pause`-like use: TSTP, TTIN, TTOU are forwarded
+    // (the service stops), CONT continues it; supd itself keeps running and reaping.
+    for mode in MODES {
+        for signal in [libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+            let mut supd = start(mode, |c| {
+                c.args(["--", "sleep", "1000"]);
+            });
+            let service = supd.service_running("sleep");
+            supd.signal(signal);
+            wait_for(Duration::from_secs(10), "service stopped", || {
+                state(service) == Some('T')
+            });
+            assert_ne!(state(supd.pid), Some('T'), "{mode:?}: supd stopped itself");
+            supd.signal(libc::SIGCONT);
+            wait_for(Duration::from_secs(10), "service continued", || {
+                state(service) == Some('S')
+            });
+            supd.signal(libc::SIGTERM);
+            assert_eq!(
+                supd.wait(Duration::from_secs(5)).code(),
+                Some(143),
+                "{mode:?}"
+            );
+        }
+    }
+}
