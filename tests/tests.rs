@@ -2,8 +2,6 @@
 //! One test binary (faster to link); each area is a module.
 
 mod control;
-mod control_shutdown;
-mod hardening;
 mod init;
 mod schedule;
 mod util;

@@ -7,7 +7,9 @@ mod limits;
 mod requests;
 mod shutdown;
 mod socket;
+mod stalled_log;
 mod supctl;
+mod term_once;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

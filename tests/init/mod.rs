@@ -4,6 +4,7 @@
 
 mod clean_slate;
 mod exit_status;
+mod no_proc;
 mod quiet;
 mod reaping;
 mod shutdown;

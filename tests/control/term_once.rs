@@ -3,23 +3,9 @@
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::util::{children_of, stderr, supd_bin, Guarded, TempDir};
-
-/// Poll `check` every 10 ms until it holds or `limit` passes.
-fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
+use crate::util::{children_of, lazy, send, stderr, supd_bin, wait_for, Guarded, TempDir};
 
 /// A cleanup that takes a while, as real ones do (flush, unlock, upload): a second TERM
 /// that arrives meanwhile would run it again.
@@ -73,14 +59,13 @@ fn stop_with_a_callback_running(dir: &Path, pid1: bool) -> (ExitStatus, String, 
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap());
     // Guarded: on failure, supd and everything below it are killed.
-    let mut child = Guarded(command.spawn().unwrap());
+    let mut child = Guarded::spawn(&mut command);
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let socket = dir.join(format!("{service}-request.sock"));
-    assert!(
-        wait_for(Duration::from_secs(10), || socket.exists()
-            && dir.join("service.ready").exists()),
-        "supd did not come up; log:\n{}",
-        log()
+    wait_for(
+        Duration::from_secs(10),
+        lazy(|| format!("supd to come up; log:\n{}", log())),
+        || socket.exists() && dir.join("service.ready").exists(),
     );
     let out = Command::new(supd_bin())
         .arg("ctl")
@@ -90,33 +75,25 @@ fn stop_with_a_callback_running(dir: &Path, pid1: bool) -> (ExitStatus, String, 
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        wait_for(Duration::from_secs(10), || dir.join("ready").exists()),
-        "the callback did not set its trap; log:\n{}",
-        log()
+    wait_for(
+        Duration::from_secs(10),
+        lazy(|| format!("the callback to set its trap; log:\n{}", log())),
+        || dir.join("ready").exists(),
     );
     let supd = if pid1 {
-        let unshare = child.id() as i32;
-        let mut supd = None;
-        assert!(wait_for(Duration::from_secs(10), || {
-            supd = children_of(unshare).first().copied();
-            supd.is_some()
-        }));
-        supd.unwrap_or_default()
+        let unshare = child.pid();
+        wait_for(Duration::from_secs(10), "unshare's child, supd", || {
+            children_of(unshare).first().copied()
+        })
     } else {
-        child.id() as i32
+        child.pid()
     };
-    // SAFETY: plain syscall; `supd` is our unreaped child or its only child (unshare's).
-    let rc = unsafe { libc::kill(supd, libc::SIGTERM) };
-    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "supd still running:\n{}", log());
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    // `supd` is our unreaped child or its only child (unshare's): its pid is not reused.
+    send(supd, libc::SIGTERM);
+    let status = child.wait_exit(
+        Duration::from_secs(10),
+        lazy(|| format!("supd to exit:\n{}", log())),
+    );
     let trapped = std::fs::read_to_string(dir.join("cleanup")).unwrap_or_default();
     (status, trapped, log())
 }
