@@ -58,20 +58,26 @@ pub fn signal_descendants(signals: &[i32]) -> usize {
 
 /// SIGTERM to every process below supd, then SIGCONT to those that are stopped (so
 /// that they can act on it). Only to those: bash trapping both TERM and CONT can lose its
-/// TERM trap when both arrive together. Returns how many processes were signalled.
-pub fn terminate_descendants(known: &Known) -> usize {
+/// TERM trap when both arrive together. Members of `already_told`, a group that was sent
+/// a terminating signal already, are left alone: a second TERM would run a TERM trap (a
+/// cleanup) twice. Returns how many processes were signalled.
+pub fn terminate_descendants(known: &Known, already_told: Option<i32>) -> usize {
     if !proc_available() {
         // Stopped processes cannot be told apart: CONT them all, after the TERM.
         return known.signal(&[libc::SIGTERM, libc::SIGCONT]);
     }
-    let below = descendants_with_state(std::process::id() as i32);
-    for (pid, state) in &below {
-        send(*pid, libc::SIGTERM);
-        if matches!(state, 'T' | 't') {
-            send(*pid, libc::SIGCONT);
+    let mut told = 0;
+    for below in descendants_with_state(std::process::id() as i32) {
+        if Some(below.pgrp) == already_told {
+            continue;
         }
+        send(below.pid, libc::SIGTERM);
+        if below.stopped() {
+            send(below.pid, libc::SIGCONT);
+        }
+        told += 1;
     }
-    below.len()
+    told
 }
 
 /// The end of the grace period: SIGKILL everything below supd. As PID 1 `kill(-1)` is

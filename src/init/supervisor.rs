@@ -116,6 +116,7 @@ pub async fn supervise(config: Config) -> i32 {
         killing: false,
         kill_retry: KILL_RETRY,
         abandoned: false,
+        group_told: false,
     };
     let code = supervisor.run(&mut signals).await;
     let code = exit::remap(code, &config.remap_exit);
@@ -149,6 +150,9 @@ struct Supervisor {
     /// Not PID 1 and no /proc: children are left that supd cannot find to kill; it
     /// leaves them to the reaper above rather than wait for ever.
     abandoned: bool,
+    /// A terminating signal went to the service's whole group: its members need no
+    /// second one when the main child exits.
+    group_told: bool,
 }
 
 impl Supervisor {
@@ -207,6 +211,9 @@ impl Supervisor {
             self.forward(libc::SIGCONT);
         }
         self.forward(signal);
+        if terminating && !self.single_child && self.main_status.is_none() {
+            self.group_told = true;
+        }
         if terminating {
             self.start_grace(signal_name(signal));
         } else if rules::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {
@@ -303,7 +310,8 @@ impl Supervisor {
         // server does not): each gets its TERM once, so a TERM trap runs once.
         self.start_grace(format!("service exited ({code})"));
         // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
-        let count = shutdown::terminate_descendants(&self.known());
+        let told = self.group_told.then_some(self.service);
+        let count = shutdown::terminate_descendants(&self.known(), told);
         crate::debug!("terminating the rest", processes = count);
     }
 

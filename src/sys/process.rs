@@ -10,11 +10,27 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-/// One row of /proc: a process, its state letter (`S`, `T`, `Z`...) and its parent.
+/// One row of /proc: a process, its state letter (`S`, `T`, `Z`...), its parent and its
+/// process group.
 struct ProcEntry {
     pid: i32,
-    state: char,
     ppid: i32,
+    below: Below,
+}
+
+/// A process found below supd.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Below {
+    pub pid: i32,
+    /// The state letter of /proc/PID/stat: `T`/`t` stopped, `Z` zombie...
+    pub state: char,
+    pub pgrp: i32,
+}
+
+impl Below {
+    pub fn stopped(&self) -> bool {
+        matches!(self.state, 'T' | 't')
+    }
 }
 
 /// Whether /proc shows this process (it may be missing, or an empty tmpfs over it, in a
@@ -37,31 +53,30 @@ fn process_table() -> Vec<ProcEntry> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some((state, ppid)) = parse_stat(&stat) {
-            table.push(ProcEntry { pid, state, ppid });
+        if let Some((state, ppid, pgrp)) = parse_stat(&stat) {
+            let below = Below { pid, state, pgrp };
+            table.push(ProcEntry { pid, ppid, below });
         }
     }
     table
 }
 
 /// Every live (or zombie) process below `root`, found through /proc's parent links,
-/// with its state letter.
-pub fn descendants_with_state(root: i32) -> Vec<(i32, char)> {
-    let mut children: HashMap<i32, Vec<(i32, char)>> = HashMap::new();
+/// with its state and group.
+pub fn descendants_with_state(root: i32) -> Vec<Below> {
+    let mut children: HashMap<i32, Vec<Below>> = HashMap::new();
     for entry in process_table() {
-        children
-            .entry(entry.ppid)
-            .or_default()
-            .push((entry.pid, entry.state));
+        debug_assert_eq!(entry.pid, entry.below.pid);
+        children.entry(entry.ppid).or_default().push(entry.below);
     }
     let mut found = Vec::new();
     let mut queue = vec![root];
     while let Some(parent) = queue.pop() {
         if let Some(kids) = children.remove(&parent) {
-            for (kid, state) in kids {
-                if kid != root {
-                    found.push((kid, state));
-                    queue.push(kid);
+            for kid in kids {
+                if kid.pid != root {
+                    found.push(kid);
+                    queue.push(kid.pid);
                 }
             }
         }
@@ -73,7 +88,7 @@ pub fn descendants_with_state(root: i32) -> Vec<(i32, char)> {
 pub fn descendants(root: i32) -> Vec<i32> {
     descendants_with_state(root)
         .into_iter()
-        .map(|(pid, _)| pid)
+        .map(|below| below.pid)
         .collect()
 }
 
@@ -84,18 +99,19 @@ pub fn descendants(root: i32) -> Vec<i32> {
 pub fn any_stopped_below_self() -> bool {
     descendants_with_state(std::process::id() as i32)
         .iter()
-        .any(|(_, state)| matches!(state, 'T' | 't'))
+        .any(|below| below.stopped())
 }
 
-/// The state letter and parent pid from a /proc/PID/stat line. The command name
-/// (field 2) is in parentheses and may itself contain blanks and ')', so parse from
-/// the LAST ')'.
-fn parse_stat(stat: &str) -> Option<(char, i32)> {
+/// The state letter, parent pid and process group from a /proc/PID/stat line. The
+/// command name (field 2) is in parentheses and may itself contain blanks and ')', so
+/// parse from the LAST ')'.
+fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
     let close = stat.rfind(')')?;
     let mut fields = stat.get(close + 1..)?.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let ppid = fields.next()?.parse().ok()?;
-    Some((state, ppid))
+    let pgrp = fields.next()?.parse().ok()?;
+    Some((state, ppid, pgrp))
 }
 
 /// Send `signal` to `target` (a pid, or a process group when negative). A target that is
@@ -132,9 +148,10 @@ mod tests {
 
     #[test]
     fn ppid_parsing_survives_odd_command_names() {
-        assert_eq!(parse_stat("42 (sleep) S 7 42 42 0 -1"), Some(('S', 7)));
-        assert_eq!(parse_stat("42 (a) b (c) T 9 42 42 0"), Some(('T', 9)));
-        assert_eq!(parse_stat("42 (x y) Z 1 0"), Some(('Z', 1)));
+        assert_eq!(parse_stat("42 (sleep) S 7 40 42 0 -1"), Some(('S', 7, 40)));
+        assert_eq!(parse_stat("42 (a) b (c) T 9 42 42 0"), Some(('T', 9, 42)));
+        assert_eq!(parse_stat("42 (x y) Z 1 0"), Some(('Z', 1, 0)));
+        assert_eq!(parse_stat("42 (x y) Z 1"), None);
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("42 (x)"), None);
     }

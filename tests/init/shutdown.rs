@@ -255,3 +255,31 @@ fn term_continues_a_stopped_service_and_spares_cont_traps() {
         }
     }
 }
+
+#[test]
+fn a_group_member_trapping_term_runs_its_trap_once() {
+    // supd's TERM reaches the service's group; when the main child then exits, the
+    // walk of what is left must not TERM that member again (its cleanup would run
+    // twice).
+    for mode in MODES {
+        let dir = TempDir::new("group-term-once");
+        let marks = dir.file("trapped");
+        let ready = dir.file("ready");
+        let script = format!(
+            "bash -c 'trap \"echo TERM >> {m}; sleep 0.5; exit 0\" TERM; touch {r}; \
+             sleep 1000 & wait' & trap 'exit 0' TERM; while :; do sleep 1000 & wait $!; done",
+            m = marks.display(),
+            r = ready.display()
+        );
+        let mut supd = start(mode, |c| {
+            c.args(["--grace", "5s", "--", "bash", "-c", &script]);
+        });
+        wait_for(Duration::from_secs(10), "the member's trap", || {
+            ready.exists()
+        });
+        supd.signal(libc::SIGTERM);
+        let status = supd.wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+        assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
+    }
+}
