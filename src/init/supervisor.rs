@@ -106,6 +106,7 @@ pub async fn supervise(init: InitArgs, socket: SocketArgs, cmd: Vec<OsString>) -
         service: pid as i32,
         grace: init.grace,
         single_child: init.single_child,
+        signal_group: init.signal_group,
         rewrite: init.rewrite,
         server,
         reaper,
@@ -131,6 +132,8 @@ struct Supervisor {
     service: i32,
     grace: Duration,
     single_child: bool,
+    /// `--signal-group`: every signal to the group, not only the terminating ones.
+    signal_group: bool,
     rewrite: Vec<(i32, i32)>,
     server: Option<ServerHandle>,
     reaper: Rc<Reaper>,
@@ -199,7 +202,8 @@ impl Supervisor {
             // A stopped service cannot act on the signal until it is continued. CONT
             // goes first, and only when something is stopped: bash 5.2, trapping both,
             // can lose a TERM trap when CONT arrives after TERM.
-            self.forward(libc::SIGCONT);
+            // To the group, like the terminating signal that follows.
+            self.forward_to(libc::SIGCONT, true);
         }
         self.forward(signal);
         if terminating {
@@ -215,14 +219,20 @@ impl Supervisor {
         }
     }
 
-    /// Forward to the service's process group (default) or to the main child only.
-    /// Once the main child is gone, supd is only waiting for the rest to end: signals go
-    /// to everything still below supd (found through /proc), not to the old group id,
-    /// which could be reused once its last member is gone.
+    /// Forward to the service's process group or to the main child only, as
+    /// [`status::to_group`] decides. Once the main child is gone, supd is only waiting
+    /// for the rest to end: signals go to everything still below supd (found through
+    /// /proc), not to the old group id, which could be reused once its last member is
+    /// gone.
     fn forward(&self, signal: i32) {
+        self.forward_to(signal, status::to_group(signal, self.signal_group))
+    }
+
+    /// `forward`, with the target chosen by the caller (group: true).
+    fn forward_to(&self, signal: i32, group: bool) {
         match (self.main_status.is_some(), self.single_child) {
-            (false, false) => shutdown::send(-self.service, signal),
-            (false, true) => shutdown::send(self.service, signal),
+            (false, false) if group => shutdown::send(-self.service, signal),
+            (false, _) => shutdown::send(self.service, signal),
             (true, false) => {
                 shutdown::signal_descendants(&[signal]);
             }
