@@ -57,7 +57,7 @@ impl Request {
     pub fn new(user: &str, action: &str, args: &[String]) -> Self {
         Request {
             user: user.to_string(),
-            action: action.to_string(),
+            action: canonical_action(action),
             args: args.to_vec(),
             wait: true,
             v: None,
@@ -117,6 +117,13 @@ impl Request {
     pub fn function(&self) -> String {
         callback_function(&self.action)
     }
+}
+
+/// The legacy listener called `CB_${action//-/_}`, so `rotate_logs` and `rotate-logs`
+/// were one action: underscores become dashes before validation, and the action is
+/// known (busy, status, logs) by its dashed name alone.
+pub fn canonical_action(action: &str) -> String {
+    action.replace('_', "-")
 }
 
 /// `nightly-backup` -> `CB_nightly_backup`.
@@ -199,6 +206,8 @@ pub fn parse_request(raw: &[u8]) -> Result<Request, RequestError> {
             v: None,
         }
     };
+    let mut request = request;
+    request.action = canonical_action(&request.action);
     request.validate()?;
     Ok(request)
 }

@@ -276,7 +276,8 @@ fn check_service(service: &str) -> Result<(), String> {
 }
 
 fn check_action(action: &str) -> Result<(), String> {
-    if protocol::valid_action(action) {
+    // `rotate_logs` is `rotate-logs` (legacy listener.sh; see protocol::canonical_action).
+    if protocol::valid_action(&protocol::canonical_action(action)) {
         Ok(())
     } else {
         Err(format!(
