@@ -1,13 +1,17 @@
 # shellcheck shell=bash
 # Housekeeping callbacks of the web service (see callbacks-lib.sh for the helpers).
 #
-#   supctl send web rotate-logs     rotate /var/log/web/*.log; Apache reopens them
-#   supctl send web config-test     apache2 -t with the running configuration
+#   supctl send web rotate-logs [now]   rotate /var/log/web/*.log as
+#                                       /usr/local/conf/logrotate.conf says (now: at
+#                                       once); Apache reopens them
+#   supctl send web config-test         apache2 -t with the running configuration
 
-# Apache's parent reopens its logs on a graceful restart (SIGUSR1). `kill -USR1 1`
-# (rotate_logs' default) asks supd, PID 1, to forward SIGUSR1 to Apache.
+# The policy's `signal USR1` makes rotate_logs run `kill -USR1 $SUPD_PID`: supd forwards
+# SIGUSR1 to Apache's parent (only), whose graceful restart reopens the logs.
 CB_rotate_logs() {
-    rotate_logs
+    local -a now=()
+    [[ ${2:-} != now ]] || now=(--force)
+    rotate_logs "${now[@]}"
 }
 
 CB_config_test() {
