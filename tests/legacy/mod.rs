@@ -64,6 +64,26 @@ struct Stack {
 
 impl Stack {
     fn start(tag: &str, service: Service, policy: Option<&str>, extra: &[&str]) -> Stack {
+        let policy = policy.map(|name| fixture(&format!("policy/{name}.conf")));
+        Stack::start_with(
+            tag,
+            service,
+            &fixture("docker-callbacks.sh"),
+            policy,
+            extra,
+            &[],
+        )
+    }
+
+    /// `start`, with another callbacks file, policy file and environment.
+    fn start_with(
+        tag: &str,
+        service: Service,
+        callbacks: &Path,
+        policy: Option<PathBuf>,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Stack {
         let dir = TempDir::new(&format!("legacy-{tag}"));
         let name = format!("legacy-{tag}");
         for sub in ["log", "conf", "workdir", "run"] {
@@ -75,11 +95,7 @@ impl Stack {
         )
         .unwrap();
         if let Some(policy) = policy {
-            std::fs::copy(
-                fixture(&format!("policy/{policy}.conf")),
-                dir.path().join("conf/logrotate.conf"),
-            )
-            .unwrap();
+            std::fs::copy(policy, dir.path().join("conf/logrotate.conf")).unwrap();
         }
         let log = std::fs::File::create(dir.path().join("supd.log")).unwrap();
         let mut command = Command::new("unshare");
@@ -89,7 +105,7 @@ impl Stack {
             .args(["-v", "--service", &name, "--socket-dir"])
             .arg(dir.path().join("run"))
             .arg("--callbacks")
-            .arg(fixture("docker-callbacks.sh"))
+            .arg(callbacks)
             .arg("--callback-lib")
             .arg(callbacks_lib())
             .args(extra)
@@ -105,6 +121,7 @@ impl Stack {
             .env("WORK", dir.path())
             .env("LOGROTATE_DIR", dir.path().join("log"))
             .env("LOGROTATE_POLICY", dir.path().join("conf/logrotate.conf"))
+            .envs(env.iter().copied())
             .env_remove("SUPD_SOCKET_DIR")
             .env_remove("SUPD_SIGNAL_GROUP")
             .env_remove("SUPD_SINGLE_CHILD")
@@ -197,6 +214,16 @@ impl Stack {
             .unwrap()
     }
 
+    /// `supctl send SERVICE ARGS...` (user forum).
+    fn send_args(&self, args: &[&str]) -> Output {
+        self.ctl()
+            .args(["send", &self.service])
+            .args(args)
+            .args(["--user", "forum"])
+            .output()
+            .unwrap()
+    }
+
     /// The legacy scheduler.py's request: `user action`, no newline, half-close.
     fn legacy_send(&self, request: &str) -> String {
         let mut stream = UnixStream::connect(self.socket()).unwrap();
@@ -214,7 +241,11 @@ impl Stack {
     fn assert_up(&self, service: i32) {
         // Give a stray signal time to land.
         std::thread::sleep(Duration::from_millis(300));
-        assert!(alive(service), "the service died; supd log:\n{}", self.log());
+        assert!(
+            alive(service),
+            "the service died; supd log:\n{}",
+            self.log()
+        );
         let out = self.ctl().args(["ping", &self.service]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "ping: {}", stderr(&out));
         assert_eq!(self.service_pid(), service);
@@ -249,7 +280,10 @@ fn write_log(path: &Path, size: u64) {
 /// logrotate's state: `log` last rotated `days` ago.
 fn seed_state(stack: &Stack, log: &Path, days: u64) {
     let when = std::time::SystemTime::now() - Duration::from_secs(days * 86_400);
-    let secs = when.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let secs = when
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let out = Command::new("date")
         .args(["-u", "-d", &format!("@{secs}"), "+%Y-%-m-%-d-%-H:%-M:%-S"])
         .output()
@@ -383,10 +417,17 @@ fn apache2_policy_rotates_with_dateext_past_maxsize() {
     assert!(
         stack.path(&format!("log/access.log-{today}")).exists(),
         "{:?}",
-        std::fs::read_dir(stack.path("log")).unwrap().collect::<Vec<_>>()
+        std::fs::read_dir(stack.path("log"))
+            .unwrap()
+            .collect::<Vec<_>>()
     );
     assert!(!stack.path(&format!("log/error.log-{today}")).exists());
-    assert_eq!(std::fs::metadata(stack.path("log/error.log")).unwrap().len(), 10 * MIB);
+    assert_eq!(
+        std::fs::metadata(stack.path("log/error.log"))
+            .unwrap()
+            .len(),
+        10 * MIB
+    );
     wait_for(Duration::from_secs(5), "master got USR1", || {
         !stack.master_log().is_empty()
     });
@@ -409,6 +450,86 @@ fn kill_usr1_1_from_a_callback_reaches_the_master_once_not_its_workers() {
     stack.assert_up(service);
     assert_eq!(stack.master_log(), ["USR1"]);
     assert!(workers.iter().all(|w| alive(*w)));
+    assert_eq!(stack.stop(), Some(0));
+}
+
+/// The stack's own callbacks (service/<svc>/bin/docker-callbacks.sh) with their own
+/// policy files (service/<svc>/conf/logrotate.conf).
+fn stack_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+#[test]
+fn stack_web_callbacks_follow_their_policy_and_signal_apache_only() {
+    let stack = Stack::start_with(
+        "web",
+        Service::Master,
+        &stack_file("service/web/bin/docker-callbacks.sh"),
+        Some(stack_file("service/web/conf/logrotate.conf")),
+        &[],
+        &[],
+    );
+    let service = stack.service_pid();
+    let workers = stack.workers();
+    let log = stack.path("log/access.log");
+    write_log(&log, 5000);
+    // `weekly`, and no state yet: logrotate records the log and leaves it.
+    let out = stack.send("rotate-logs");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stack.path("log/access.log.1").exists());
+    stack.assert_up(service);
+    assert!(stack.master_log().is_empty());
+    // `rotate-logs now` (what the e2e test sends): rotated, USR1 to Apache's parent.
+    let out = stack.send_args(&["rotate-logs", "now"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::metadata(stack.path("log/access.log.1"))
+            .unwrap()
+            .len(),
+        5000
+    );
+    wait_for(Duration::from_secs(5), "apache got USR1", || {
+        !stack.master_log().is_empty()
+    });
+    stack.assert_up(service);
+    assert_eq!(stack.master_log(), ["USR1"]);
+    assert!(workers.iter().all(|w| alive(*w)));
+    assert_eq!(stack.stop(), Some(0));
+}
+
+#[test]
+fn stack_mysql_callbacks_rotate_then_flush_logs_without_a_signal() {
+    // mariadb-admin, standing in: records that it was asked to flush the logs.
+    let bin = TempDir::new("legacy-mysql-bin");
+    let admin = bin.write(
+        "mariadb-admin",
+        "#!/bin/sh\necho \"$*\" >>\"$WORK/mariadb-admin.log\"\n",
+    );
+    std::fs::set_permissions(&admin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let stack = Stack::start_with(
+        "mysql",
+        Service::Redis,
+        &stack_file("service/mysql/bin/docker-callbacks.sh"),
+        Some(stack_file("service/mysql/conf/logrotate.conf")),
+        &[],
+        &[("PATH", std::ffi::OsStr::new(&path))],
+    );
+    let service = stack.service_pid();
+    write_log(&stack.path("log/error.log"), 5000);
+    let out = stack.send_args(&["rotate-logs", "now"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stack.path("log/error.log.1").exists());
+    assert_eq!(
+        std::fs::read_to_string(stack.path("mariadb-admin.log")).unwrap(),
+        "flush-logs\n"
+    );
+    // No signal: this service has no USR1 handler and is alive.
+    stack.assert_up(service);
     assert_eq!(stack.stop(), Some(0));
 }
 
@@ -470,7 +591,11 @@ fn failing_pipe_fails_and_the_err_trap_names_file_line_and_command() {
         "{}:{line}: CB_pipe_check: 'sort' failed with status 2",
         fixture("docker-callbacks.sh").display()
     );
-    assert!(stderr(&out).contains(&report), "want {report:?} in:\n{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&report),
+        "want {report:?} in:\n{}",
+        stderr(&out)
+    );
     assert_eq!(stack.stop(), Some(0));
 }
 
@@ -506,11 +631,9 @@ fn underscore_action_is_the_dashed_action() {
     // The legacy scheduler's exact bytes: `user action`, no newline.
     let reply = stack.legacy_send("forum rotate_logs");
     assert!(
-        reply
-            .lines()
-            .next()
-            .is_some_and(|l| l.contains(r#""event":"started""#)
-                && l.contains(r#""action":"rotate-logs""#)),
+        reply.lines().next().is_some_and(
+            |l| l.contains(r#""event":"started""#) && l.contains(r#""action":"rotate-logs""#)
+        ),
         "{reply}"
     );
     assert!(reply.contains(r#""event":"exit","code":0"#), "{reply}");
@@ -569,7 +692,10 @@ const SUPPLEMENTARY: [&str; 3] = ["--reuid=65533", "--regid=65533", "--groups=65
 fn non_root_scheduler_is_refused_by_the_secure_default() {
     let stack = Stack::start("nonroot-default", Service::Redis, None, &[]);
     let meta = std::fs::metadata(stack.socket()).unwrap();
-    assert_eq!((meta.mode() & 0o7777, meta.uid(), meta.gid()), (0o660, 0, 0));
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o660, 0, 0)
+    );
     let (code, err) = send_as(&stack, &NOBODY);
     assert_eq!(code, Some(69), "{err}");
     assert!(err.contains("ermission denied"), "{err}");
@@ -593,7 +719,10 @@ fn non_root_scheduler_with_socket_group_gets_through() {
         assert_eq!(code, Some(0), "{setpriv:?}: {err}");
     }
     // Any other uid without the group still cannot connect.
-    let (code, err) = send_as(&stack, &["--reuid=65533", "--regid=65533", "--clear-groups"]);
+    let (code, err) = send_as(
+        &stack,
+        &["--reuid=65533", "--regid=65533", "--clear-groups"],
+    );
     assert_eq!(code, Some(69), "{err}");
     assert!(stack.log().contains("peer_uid=65534"), "{}", stack.log());
     assert_eq!(stack.stop(), Some(0));
@@ -611,7 +740,10 @@ fn non_root_scheduler_with_allow_uid_gets_through_others_are_denied() {
     );
     let (code, err) = send_as(&stack, &NOBODY);
     assert_eq!(code, Some(0), "{err}");
-    let (code, err) = send_as(&stack, &["--reuid=65533", "--regid=65533", "--clear-groups"]);
+    let (code, err) = send_as(
+        &stack,
+        &["--reuid=65533", "--regid=65533", "--clear-groups"],
+    );
     assert_eq!(code, Some(77), "{err}");
     assert!(err.contains("denied"), "{err}");
     assert_eq!(stack.stop(), Some(0));
