@@ -472,6 +472,22 @@ mod tests {
     }
 
     #[test]
+    fn underscores_are_dashes_as_in_the_legacy_listener() {
+        let r = ok("forum rotate_logs");
+        assert_eq!(
+            (r.action.as_str(), r.function()),
+            ("rotate-logs", "CB_rotate_logs".into())
+        );
+        assert_eq!(
+            ok(r#"{"user":"root","action":"nightly_backup"}"#).action,
+            "nightly-backup"
+        );
+        assert_eq!(Request::new("root", "a_b-c", &[]).action, "a-b-c");
+        bad(b"root _ping");
+        bad(b"root Rotate_logs");
+    }
+
+    #[test]
     fn json_form() {
         let r =
             ok(r#"{"user":"forum","action":"nightly-backup","args":["a b","$(x)"],"wait":false}"#);

@@ -281,7 +281,7 @@ fn check_action(action: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "bad action {action:?} (must match ^[a-z0-9][a-z0-9-]{{0,63}}$)"
+            "bad action {action:?} (must match ^[a-z0-9][a-z0-9_-]{{0,63}}$)"
         ))
     }
 }
