@@ -533,6 +533,51 @@ fn stack_mysql_callbacks_rotate_then_flush_logs_without_a_signal() {
     assert_eq!(stack.stop(), Some(0));
 }
 
+#[test]
+fn stack_mysql_backup_that_fails_leaves_no_partial_dump_under_nounset() {
+    // mariadb lists one database; mariadb-dump writes half a dump and fails (status 3).
+    let bin = TempDir::new("legacy-mysql-fail-bin");
+    for (name, script) in [
+        ("mariadb", "#!/bin/sh\necho forum\n"),
+        ("mariadb-dump", "#!/bin/sh\necho 'half a dump'\nexit 3\n"),
+    ] {
+        let path = bin.write(name, script);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let backups = TempDir::new("legacy-mysql-backups");
+    let stack = Stack::start_with(
+        "mysql-fail",
+        Service::Redis,
+        &stack_file("service/mysql/bin/docker-callbacks.sh"),
+        None,
+        &[],
+        &[
+            ("PATH", std::ffi::OsStr::new(&path)),
+            ("BACKUP_DIR", backups.path().as_os_str()),
+        ],
+    );
+    let out = stack.send("nightly-backup");
+    // pipefail: the dump's status, not xz's 0; and the EXIT trap cleaned up.
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("unbound variable"),
+        "{}",
+        stderr(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(backups.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(stack.stop(), Some(0));
+}
+
 // ---------------------------------------------------------------------------------------
 // 4, 5. The callback environment: logError exits, set -Eeuo pipefail, ERR report,
 // WORKDIR, $DTS.

@@ -34,7 +34,10 @@ CB_nightly_backup() {
     # Written under a dot-name then renamed: a dump that exists under its real name is
     # complete, and its .sha256 (renamed last) proves it.
     tmp=$BACKUP_DIR/.$name.partial
-    trap 'rm -f -- "$tmp" "$tmp.sha256"' EXIT
+    # The names are expanded now: the EXIT trap runs after this function's locals are
+    # gone, and under the callbacks' nounset "$tmp" would abort the cleanup itself.
+    # shellcheck disable=SC2064
+    trap "rm -f -- $(printf '%q %q' "$tmp" "$tmp.sha256")" EXIT
     log_info "dumping ${dbs[*]} to $path"
     # --single-transaction: a consistent InnoDB snapshot without locking the tables.
     mariadb-dump --single-transaction --routines --events --triggers --hex-blob \
