@@ -9,6 +9,11 @@ command -v debootstrap >/dev/null || want_apt+=(debootstrap)
 command -v musl-gcc >/dev/null || want_apt+=(musl-tools)
 command -v bash >/dev/null || want_apt+=(bash)
 command -v file >/dev/null || want_apt+=(file)
+# tests/legacy runs real logrotate (rotate_logs in target-sbin/callbacks-lib.sh); perl
+# runs the signal-recording fixtures; setpriv the non-root client tests.
+command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || want_apt+=(logrotate)
+command -v perl >/dev/null || want_apt+=(perl)
+command -v setpriv >/dev/null || want_apt+=(util-linux)
 if [ "${1:-}" = "--bench" ]; then
     command -v tini >/dev/null || want_apt+=(tini)
     command -v dumb-init >/dev/null || want_apt+=(dumb-init)

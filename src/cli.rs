@@ -98,9 +98,15 @@ pub struct InitArgs {
     #[arg(long, default_value = "8s", value_parser = parse_duration, env = "SUPD_GRACE")]
     pub grace: Duration,
 
-    /// Forward signals to the main child only, not to its whole process group.
-    #[arg(long, env = "SUPD_SINGLE_CHILD")]
+    /// Forward every signal, TERM included, to the main child only (default: TERM, INT
+    /// and QUIT to the service's process group, every other signal to the main child).
+    #[arg(long, env = "SUPD_SINGLE_CHILD", conflicts_with = "signal_group")]
     pub single_child: bool,
+
+    /// Forward every signal to the service's whole process group (dumb-init's way),
+    /// not only TERM, INT and QUIT.
+    #[arg(long, env = "SUPD_SIGNAL_GROUP")]
+    pub signal_group: bool,
 
     /// Map a received signal to another before forwarding, e.g. TERM:QUIT (repeatable).
     #[arg(long, value_name = "FROM:TO", value_parser = parse_signal_pair,
@@ -405,6 +411,7 @@ fn init_config(
         cmd,
         grace: init.grace,
         single_child: init.single_child,
+        signal_group: init.signal_group,
         rewrite: init.rewrite,
         remap_exit: init.remap_exit,
         server,

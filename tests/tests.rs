@@ -3,5 +3,6 @@
 
 mod control;
 mod init;
+mod legacy;
 mod schedule;
 mod util;

@@ -28,8 +28,11 @@ pub struct Config {
     pub cmd: Vec<OsString>,
     /// Time between the terminating signal and SIGKILL of everything left.
     pub grace: Duration,
-    /// Forward signals to the main child only, not to its whole process group.
+    /// Forward every signal, TERM included, to the main child only.
     pub single_child: bool,
+    /// Forward every signal to the service's whole group (default: only TERM, INT and
+    /// QUIT; every other signal to the main child, see `rules::to_group`).
+    pub signal_group: bool,
     /// Map a received signal to another before forwarding (first match wins).
     pub rewrite: Vec<(i32, i32)>,
     /// Map the service's exit status to another (first match wins).

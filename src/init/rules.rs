@@ -16,6 +16,16 @@ pub fn is_terminating(signal: i32) -> bool {
     matches!(signal, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT)
 }
 
+/// Where a forwarded signal goes (unless `--single-child`: the main child only). The
+/// terminating ones (after `--rewrite`) go to the service's whole process group, so a
+/// shell entrypoint that did not `exec` still gets its children stopped; every other
+/// one to the main child only, as tini and the legacy supervisor did: a master process
+/// (php-fpm, apache) passes reload/reopen signals on itself, and its workers may die of
+/// a stray USR1. `--signal-group` (`all`) sends every signal to the group (dumb-init).
+pub fn to_group(signal: i32, all: bool) -> bool {
+    all || is_terminating(signal)
+}
+
 /// Job-control stops a terminal sends to its foreground process group.
 pub fn is_tty_stop(signal: i32) -> bool {
     matches!(signal, libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU)
@@ -44,6 +54,9 @@ mod tests {
         assert!(!is_terminating(libc::SIGHUP));
         assert!(!is_terminating(libc::SIGUSR1));
         assert!(!is_terminating(libc::SIGWINCH));
+        assert!(to_group(libc::SIGTERM, false) && to_group(libc::SIGQUIT, false));
+        assert!(!to_group(libc::SIGUSR1, false) && !to_group(libc::SIGHUP, false));
+        assert!(to_group(libc::SIGUSR1, true) && to_group(libc::SIGWINCH, true));
         assert!(is_tty_stop(libc::SIGTSTP));
         assert!(!is_tty_stop(libc::SIGSTOP));
     }

@@ -107,6 +107,7 @@ pub async fn supervise(config: Config) -> i32 {
         service: pid as i32,
         grace: config.grace,
         single_child: config.single_child,
+        signal_group: config.signal_group,
         rewrite: config.rewrite,
         server,
         reaper,
@@ -134,6 +135,8 @@ struct Supervisor {
     service: i32,
     grace: Duration,
     single_child: bool,
+    /// `--signal-group`: every signal to the group, not only the terminating ones.
+    signal_group: bool,
     rewrite: Vec<(i32, i32)>,
     server: Option<ServerHandle>,
     reaper: Rc<Reaper>,
@@ -208,7 +211,8 @@ impl Supervisor {
             // A stopped service cannot act on the signal until it is continued. CONT
             // goes first, and only when something is stopped: bash 5.2, trapping both,
             // can lose a TERM trap when CONT arrives after TERM.
-            self.forward(libc::SIGCONT);
+            // To the group, like the terminating signal that follows.
+            self.forward_to(libc::SIGCONT, true);
         }
         self.forward(signal);
         if terminating && !self.single_child && self.main_status.is_none() {
@@ -227,14 +231,20 @@ impl Supervisor {
         }
     }
 
-    /// Forward to the service's process group (default) or to the main child only.
-    /// Once the main child is gone, supd is only waiting for the rest to end: signals go
-    /// to everything still below supd (found through /proc), not to the old group id,
-    /// which could be reused once its last member is gone.
+    /// Forward to the service's process group or to the main child only, as
+    /// [`rules::to_group`] decides. Once the main child is gone, supd is only waiting
+    /// for the rest to end: signals go to everything still below supd (found through
+    /// /proc), not to the old group id, which could be reused once its last member is
+    /// gone.
     fn forward(&self, signal: i32) {
+        self.forward_to(signal, rules::to_group(signal, self.signal_group))
+    }
+
+    /// `forward`, with the target chosen by the caller (group: true).
+    fn forward_to(&self, signal: i32, group: bool) {
         match (self.main_status.is_some(), self.single_child) {
-            (false, false) => send(-self.service, signal),
-            (false, true) => send(self.service, signal),
+            (false, false) if group => send(-self.service, signal),
+            (false, _) => send(self.service, signal),
             (true, false) => {
                 shutdown::signal_descendants(&[signal]);
             }

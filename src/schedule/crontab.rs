@@ -276,11 +276,12 @@ fn check_service(service: &str) -> Result<(), String> {
 }
 
 fn check_action(action: &str) -> Result<(), String> {
-    if protocol::valid_action(action) {
+    // `rotate_logs` is `rotate-logs` (legacy listener.sh; see protocol::canonical_action).
+    if protocol::valid_action(&protocol::canonical_action(action)) {
         Ok(())
     } else {
         Err(format!(
-            "bad action {action:?} (must match ^[a-z0-9][a-z0-9-]{{0,63}}$)"
+            "bad action {action:?} (must match ^[a-z0-9][a-z0-9_-]{{0,63}}$)"
         ))
     }
 }

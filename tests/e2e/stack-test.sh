@@ -159,8 +159,8 @@ verdict "supctl send mysql no-such-action: exit 64" "supctl send mysql no-such-a
 logdir=$work/data/log/web
 curl -fsS -o /dev/null "http://127.0.0.1:$WEB_PORT/?before-rotate-$$"
 grep -q "before-rotate-$$" "$logdir/access.log" 2>/dev/null || sleep 1
-rc=0; out=$(dc exec -T scheduler supctl send web rotate-logs 2>&1) || rc=$?
-verdict "supctl send web rotate-logs: exit 0" "supctl send web rotate-logs: exit $rc" test "$rc" = 0 || printf '%s\n' "$out"
+rc=0; out=$(dc exec -T scheduler supctl send web rotate-logs now 2>&1) || rc=$?
+verdict "supctl send web rotate-logs now: exit 0" "supctl send web rotate-logs now: exit $rc" test "$rc" = 0 || printf '%s\n' "$out"
 # Apache reopens its logs in the graceful restart that SIGUSR1 starts: poll briefly.
 ok=no
 for _ in $(seq 1 50); do

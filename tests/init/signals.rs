@@ -5,7 +5,7 @@
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
 
-use super::start;
+use super::{run, start};
 use crate::util::proc::{child_running, state};
 use crate::util::{alive, fixture, read_lines, send, wait_for, Mode, Supd, TempDir, MODES};
 
@@ -55,23 +55,38 @@ fn start_recorder(
     supd
 }
 
-fn each_signal_reaches_service_and_group(mode: Mode) {
+/// Every signal reaches the service, exactly once and in order. The grandchild (same
+/// process group) gets the terminating ones only (INT, QUIT, TERM) by default, and every
+/// one with `--signal-group` (or `SUPD_SIGNAL_GROUP`).
+fn each_signal_reaches_service_and_group(mode: Mode, signal_group: bool) {
     let dir = TempDir::new("signals");
+    let (flags, env): (&[&str], &[(&str, &str)]) = match (signal_group, mode) {
+        (false, _) => (&[], &[]),
+        (true, Mode::Pid1) => (&["--signal-group"], &[]),
+        (true, Mode::Subreaper) => (&[], &[("SUPD_SIGNAL_GROUP", "true")]),
+    };
     // A long grace: INT and QUIT start it, but the fixture only exits on TERM.
-    let mut supd = start_recorder(mode, &dir, &["--grace", "60s"], &[], "TERM", true);
+    let mut args = vec!["--grace", "60s"];
+    args.extend_from_slice(flags);
+    let mut supd = start_recorder(mode, &dir, &args, env, "TERM", true);
     let mut expected = Vec::new();
+    let mut expected_grandchild = Vec::new();
     for (name, signal) in SIGNALS {
         supd.signal(signal);
         expected.push(name.to_string());
+        if signal_group || matches!(name, "INT" | "QUIT" | "TERM") {
+            expected_grandchild.push(name.to_string());
+        }
         if name != "TERM" {
-            // Both must have handled it before the next one goes out.
+            // Both must have handled it before the next one goes out (a kill() of the
+            // group makes it pending in every member before it returns).
             wait_for(
                 Duration::from_secs(10),
                 format!("{mode:?}: service and grandchild got {name}"),
                 || {
-                    let n = expected.len();
-                    read_lines(&dir.file("service.log")).len() >= n
-                        && read_lines(&dir.file("grandchild.log")).len() >= n
+                    read_lines(&dir.file("service.log")).len() >= expected.len()
+                        && read_lines(&dir.file("grandchild.log")).len()
+                            >= expected_grandchild.len()
                 },
             );
         }
@@ -80,22 +95,86 @@ fn each_signal_reaches_service_and_group(mode: Mode) {
     assert_eq!(status.code(), Some(0), "{mode:?}");
     // Exactly once each, in order.
     assert_eq!(read_lines(&dir.file("service.log")), expected, "{mode:?}");
-    // The grandchild, in the service's group, got them all too, exactly once.
+    // The grandchild got exactly its share, once each: had HUP, USR1, USR2 or WINCH gone
+    // to the group, it would have recorded them long before TERM.
     assert_eq!(
         read_lines(&dir.file("grandchild.log")),
-        expected,
-        "{mode:?}: grandchild"
+        expected_grandchild,
+        "{mode:?} signal_group={signal_group}: grandchild"
     );
 }
 
 #[test]
-fn signals_reach_the_service_group_as_pid1() {
-    each_signal_reaches_service_and_group(Mode::Pid1);
+fn terminating_signals_reach_the_group_others_the_main_child_as_pid1() {
+    each_signal_reaches_service_and_group(Mode::Pid1, false);
 }
 
 #[test]
-fn signals_reach_the_service_group_as_subreaper() {
-    each_signal_reaches_service_and_group(Mode::Subreaper);
+fn terminating_signals_reach_the_group_others_the_main_child_as_subreaper() {
+    each_signal_reaches_service_and_group(Mode::Subreaper, false);
+}
+
+#[test]
+fn signal_group_sends_every_signal_to_the_group() {
+    for mode in MODES {
+        each_signal_reaches_service_and_group(mode, true);
+    }
+}
+
+#[test]
+fn usr1_reaches_the_main_child_not_the_grandchild_and_term_reaches_both() {
+    // The php-fpm case: a worker (the grandchild) keeps USR1's default action.
+    for mode in MODES {
+        let dir = TempDir::new("usr1-main");
+        // Both exit on HUP only, so TERM is recorded while the main child still runs:
+        // the grandchild can only have it from supd's kill of the group.
+        let mut supd = start_recorder(mode, &dir, &["--grace", "30s"], &[], "HUP", true);
+        let service = supd.service();
+        supd.signal(libc::SIGUSR1);
+        wait_for(Duration::from_secs(10), "service got USR1", || {
+            read_lines(&dir.file("service.log"))
+                .contains(&"USR1".to_string())
+                .then_some(())
+        });
+        // As in single_child_spares_the_grandchild: a USR2 sent now must be the first
+        // thing the grandchild records (perl runs pending handlers in ascending order).
+        let grandchild = grandchild_of(&supd);
+        send(grandchild, libc::SIGUSR2);
+        wait_for(Duration::from_secs(10), "grandchild got USR2", || {
+            (!read_lines(&dir.file("grandchild.log")).is_empty()).then_some(())
+        });
+        assert_eq!(
+            read_lines(&dir.file("grandchild.log")),
+            ["USR2"],
+            "{mode:?}"
+        );
+        supd.signal(libc::SIGTERM);
+        wait_for(Duration::from_secs(10), "TERM in the group", || {
+            (read_lines(&dir.file("grandchild.log")).len() == 2
+                && read_lines(&dir.file("service.log")).len() == 2)
+                .then_some(())
+        });
+        assert!(alive(service), "{mode:?}: the main child exits on HUP only");
+        assert_eq!(
+            read_lines(&dir.file("grandchild.log")),
+            ["USR2", "TERM"],
+            "{mode:?}"
+        );
+        assert_eq!(read_lines(&dir.file("service.log")), ["USR1", "TERM"]);
+        send(grandchild, libc::SIGHUP);
+        supd.signal(libc::SIGHUP);
+        let status = supd.wait(Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0), "{mode:?}");
+    }
+}
+
+#[test]
+fn signal_group_and_single_child_are_a_usage_error() {
+    let (code, stderr) = run(
+        Mode::Subreaper,
+        &["--signal-group", "--single-child", "true"],
+    );
+    assert_eq!(code, 2, "{stderr}");
 }
 
 #[test]

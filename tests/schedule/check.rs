@@ -121,6 +121,7 @@ fn job_word_counts_and_names() {
 0 0 * * * forum my.svc act\n\
 0 0 * * * forum svc Act\n\
 0 0 * * * forum svc act_ion\n\
+0 0 * * * forum svc _act\n\
 0 0 * * * 1000 svc act\n\
 0 0 * * * _user-1 svc_2 act-3\n\
 0 0 * * * forum ../svc act\n\
@@ -136,10 +137,10 @@ fn job_word_counts_and_names() {
          F:4: expected @macro [USER] SERVICE ACTION (3 or 4 words), got 5 words\n\
          F:5: bad user \"Forum\" (must match ^[a-z_][a-z0-9_-]{0,31}$ or be a number)\n\
          F:6: bad service \"my.svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
-         F:7: bad action \"Act\" (must match ^[a-z0-9][a-z0-9-]{0,63}$)\n\
-         F:8: bad action \"act_ion\" (must match ^[a-z0-9][a-z0-9-]{0,63}$)\n\
-         F:11: bad service \"../svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
-         F:12: bad user \"4294967296\" (must match ^[a-z_][a-z0-9_-]{0,31}$ or be a number)\n"
+         F:7: bad action \"Act\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
+         F:9: bad action \"_act\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
+         F:12: bad service \"../svc\" (must match ^[a-z0-9][a-z0-9_-]{0,63}$)\n\
+         F:13: bad user \"4294967296\" (must match ^[a-z_][a-z0-9_-]{0,31}$ or be a number)\n"
     );
 }
 

@@ -4,7 +4,7 @@
 #
 #   supctl send mysql nightly-backup            -> prints the new dump's path
 #   supctl send mysql restore FILE              -> FILE: a path or a name in /backups
-#   supctl send mysql rotate-logs
+#   supctl send mysql rotate-logs [now]
 #
 # Exit codes: 0 ok, 2 usage, 65 checksum mismatch, 66 dump not found, else the failing
 # tool's status.
@@ -34,7 +34,10 @@ CB_nightly_backup() {
     # Written under a dot-name then renamed: a dump that exists under its real name is
     # complete, and its .sha256 (renamed last) proves it.
     tmp=$BACKUP_DIR/.$name.partial
-    trap 'rm -f -- "$tmp" "$tmp.sha256"' EXIT
+    # The names are expanded now: the EXIT trap runs after this function's locals are
+    # gone, and under the callbacks' nounset "$tmp" would abort the cleanup itself.
+    # shellcheck disable=SC2064
+    trap "rm -f -- $(printf '%q %q' "$tmp" "$tmp.sha256")" EXIT
     log_info "dumping ${dbs[*]} to $path"
     # --single-transaction: a consistent InnoDB snapshot without locking the tables.
     mariadb-dump --single-transaction --routines --events --triggers --hex-blob \
@@ -80,8 +83,11 @@ CB_restore() {
     log_info "restored $(basename "$real")"
 }
 
-# rotate-logs: mariadbd does not reopen its logs on SIGUSR1 (it takes SIGHUP as a full
-# reload), so ask it over the socket instead of signalling PID 1.
+# rotate-logs [now]: as /usr/local/conf/logrotate.conf says (now: at once). mariadbd
+# does not reopen its logs on SIGUSR1 (it takes SIGHUP as a full reload), so ask it over
+# the socket instead of signalling PID 1.
 CB_rotate_logs() {
-    rotate_logs --reload 'mariadb-admin flush-logs'
+    local -a now=()
+    [[ ${2:-} != now ]] || now=(--force)
+    rotate_logs "${now[@]}" --reload 'mariadb-admin flush-logs'
 }

@@ -73,7 +73,9 @@ impl Settings {
                     .map(Path::as_os_str)
                     .unwrap_or_default(),
             )
-            .current_dir("/")
+            // No current_dir: callbacks run where supd was started, as the service
+            // does. Docker starts PID 1 in the image's WORKDIR (`/usr/local` in the
+            // legacy stack, whose listener ran its callbacks there); supd never chdirs.
             .stdin(Stdio::null());
         process_spawn::prepare(&mut command, Group::Background);
         command

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 pub use event::{ErrorKind, Event, LastResult, Running, Status};
 pub use request::{
-    action_of_function, callback_function, parse_request, valid_action, valid_service, valid_user,
-    Request, RequestError,
+    action_of_function, callback_function, canonical_action, parse_request, valid_action,
+    valid_service, valid_user, Request, RequestError,
 };
 
 /// Protocol version carried by `started` and the built-in answers.

@@ -30,7 +30,7 @@ impl Request {
     pub fn new(user: &str, action: &str, args: &[String]) -> Self {
         Request {
             user: user.to_string(),
-            action: action.to_string(),
+            action: canonical_action(action),
             args: args.to_vec(),
             wait: true,
             v: None,
@@ -90,6 +90,13 @@ impl Request {
     pub fn function(&self) -> String {
         callback_function(&self.action)
     }
+}
+
+/// The legacy listener called `CB_${action//-/_}`, so `rotate_logs` and `rotate-logs`
+/// were one action: underscores become dashes before validation, and the action is
+/// known (busy, status, logs) by its dashed name alone.
+pub fn canonical_action(action: &str) -> String {
+    action.replace('_', "-")
 }
 
 /// `nightly-backup` -> `CB_nightly_backup`.
@@ -172,6 +179,8 @@ pub fn parse_request(raw: &[u8]) -> Result<Request, RequestError> {
             v: None,
         }
     };
+    let mut request = request;
+    request.action = canonical_action(&request.action);
     request.validate()?;
     Ok(request)
 }
@@ -254,6 +263,22 @@ mod tests {
         assert_eq!(r.args, ["a", "b"]);
         assert_eq!(ok("0 ping\r\n").user, "0");
         assert_eq!(ok("root x é ü/..").args, ["é", "ü/.."]);
+    }
+
+    #[test]
+    fn underscores_are_dashes_as_in_the_legacy_listener() {
+        let r = ok("forum rotate_logs");
+        assert_eq!(
+            (r.action.as_str(), r.function()),
+            ("rotate-logs", "CB_rotate_logs".into())
+        );
+        assert_eq!(
+            ok(r#"{"user":"root","action":"nightly_backup"}"#).action,
+            "nightly-backup"
+        );
+        assert_eq!(Request::new("root", "a_b-c", &[]).action, "a-b-c");
+        bad(b"root _ping");
+        bad(b"root Rotate_logs");
     }
 
     #[test]
