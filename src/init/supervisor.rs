@@ -30,6 +30,7 @@ use crate::sys::process::{any_stopped_below_self, proc_available, send};
 use crate::sys::reaper::{self, Exit, Reaper};
 use crate::sys::signals::{signal_name, Received, Signals};
 use crate::sys::spawn::{self, Group};
+use crate::sys::tty;
 
 /// After the final SIGKILL, how often to look again for survivors (new forks, processes
 /// that were in uninterruptible sleep).
@@ -60,6 +61,10 @@ pub async fn supervise(config: Config) -> i32 {
         Some((program, args)) => (program.clone(), args.to_vec()),
         None => (OsString::from(DEFAULT_ENTRYPOINT), Vec::new()),
     };
+    // Decided before the spawn, as the child's pre_exec decides it: whether the service
+    // gets the terminal (supd is the foreground job of an interactive shell, or leads
+    // the session of `docker run -it`).
+    let terminal = tty::foreground_is_ours();
     let mut command = Command::new(&program);
     command.args(&args);
     spawn::prepare(&mut command, Group::Foreground);
@@ -118,6 +123,8 @@ pub async fn supervise(config: Config) -> i32 {
         kill_retry: KILL_RETRY,
         abandoned: false,
         group_told: false,
+        job_control: terminal && std::process::id() != 1,
+        stopped_with_service: false,
     };
     let code = supervisor.run(&mut signals).await;
     let code = exit::remap(code, &config.remap_exit);
@@ -156,6 +163,12 @@ struct Supervisor {
     /// A terminating signal went to the service's whole group: its members need no
     /// second one when the main child exits.
     group_told: bool,
+    /// The service's group was given the terminal, and supd is not PID 1: a Ctrl-Z that
+    /// stops the service must stop supd too, so that the shell above gets its prompt.
+    job_control: bool,
+    /// supd stopped itself because the service was stopped from the terminal; the
+    /// SIGCONT of the shell's `fg` resumes the service in the foreground.
+    stopped_with_service: bool,
 }
 
 impl Supervisor {
@@ -193,6 +206,16 @@ impl Supervisor {
     fn on_signal(&mut self, received: Received) {
         if received.signal == libc::SIGCHLD {
             self.reap();
+            self.follow_a_terminal_stop();
+            return;
+        }
+        if received.signal == libc::SIGCONT && self.stopped_with_service {
+            // `fg` in the shell: it gave supd's group the terminal and continued it.
+            self.stopped_with_service = false;
+            if self.main_status.is_none() {
+                tty::give_terminal(self.service);
+                send(-self.service, libc::SIGCONT);
+            }
             return;
         }
         if received.sender_pid == self.own_pid {
@@ -228,6 +251,25 @@ impl Supervisor {
             // SIGCONT, which is forwarded like any other signal (dumb-init does the
             // same). PID 1 cannot be stopped and never tries.
             send(self.own_pid, libc::SIGSTOP);
+        }
+    }
+
+    /// Ctrl-Z on the terminal stopped the service's group, which holds the terminal:
+    /// the shell that started supd waits for supd, not the service. Take the terminal
+    /// back for supd's group and stop supd too: the shell sees its job stop and prints
+    /// its prompt; its `fg` continues supd (see the SIGCONT case in `on_signal`).
+    fn follow_a_terminal_stop(&mut self) {
+        if !self.job_control || self.main_status.is_some() {
+            return;
+        }
+        match tty::stopped_by(self.service) {
+            Some(signal) if rules::is_tty_stop(signal) => {
+                crate::debug!("service stopped from the terminal; stopping supd too");
+                tty::give_terminal(tty::own_group());
+                self.stopped_with_service = true;
+                send(self.own_pid, libc::SIGSTOP);
+            }
+            _ => {}
         }
     }
 

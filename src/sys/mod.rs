@@ -9,6 +9,7 @@ pub mod reaper;
 pub mod signals;
 pub mod spawn;
 pub mod timerfd;
+pub mod tty;
 
 /// The one kind of event loop all three faces use: a current-thread tokio runtime with
 /// I/O and timers. No worker threads (they would inherit, and could steal, signals), no
