@@ -192,7 +192,7 @@ row() { # label metric unit goal
         "$(cell "$2" supd-nosock "$3")" "$(cell "$2" supd "$3")" "$4"
 }
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo "?")
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo "?")}
 section=$work/section.md
 {
     echo "<!-- lean-$LABEL:begin (bench/lean.sh rewrites this section up to lean-$LABEL:end) -->"
