@@ -85,6 +85,8 @@ pub fn parse_from(argv: Vec<OsString>) -> Option<Cli> {
             b"--grace" => cli.init.grace = parse_duration(utf8(&args.next()?)?).ok()?,
             b"--service" => cli.socket.service = Some(utf8(&args.next()?)?.to_string()),
             b"--socket-dir" => cli.socket.socket_dir = PathBuf::from(args.next()?),
+            b"--callbacks" => cli.socket.callbacks = PathBuf::from(args.next()?),
+            b"--callback-lib" => cli.socket.callback_lib = PathBuf::from(args.next()?),
             _ if bytes.starts_with(b"--grace=") => {
                 cli.init.grace = parse_duration(utf8(&arg)?.get(8..)?).ok()?;
             }
@@ -260,6 +262,14 @@ mod tests {
                 "-x",
             ],
             &["supd", "--"],
+            &[
+                "supd",
+                "--callbacks",
+                "/c.sh",
+                "--callback-lib",
+                "/l.sh",
+                "x",
+            ],
             &["supd", "ctl", "send", "mysql", "nightly-backup", "a", "b"],
             &[
                 "supd",
