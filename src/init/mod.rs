@@ -39,6 +39,8 @@ pub struct Config {
     pub remap_exit: Vec<(u8, u8)>,
     /// The request socket; `None` with `--no-socket`.
     pub server: Option<server::Config>,
+    /// `--schedule`: the service's own jobs, run in this supd (DESIGN §5).
+    pub schedule: Option<crate::schedule::InProcess>,
 }
 
 /// Run as the container's init; returns supd's exit status.

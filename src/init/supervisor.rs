@@ -100,6 +100,8 @@ pub async fn supervise(config: Config) -> i32 {
     } else {
         None
     };
+    // `--schedule`: the service's own jobs, through the server's executor.
+    let server = crate::schedule::inproc::attach(config.schedule, server, &reaper, pid);
 
     let mut supervisor = Supervisor {
         own_pid: std::process::id() as i32,

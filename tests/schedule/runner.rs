@@ -18,6 +18,9 @@ fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
         .arg(file)
         .arg("--socket-dir")
         .arg(socket_dir)
+        // Each test its own state (never the host's /var/lib/supd).
+        .arg("--state-dir")
+        .arg(file.with_extension("state"))
         .args(extra)
         .env_remove("TZ")
         .env_remove("SUPD_VERBOSE")
