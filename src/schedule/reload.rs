@@ -7,7 +7,7 @@ use jiff::Timestamp;
 
 use super::crontab::{self, Job, Zone};
 use super::next_wake_text;
-use super::plan::Planner;
+use super::plan::{plan_entries, Entry, Planner};
 use crate::sys::inotify::Watcher;
 
 /// What asked for the reload.
@@ -26,6 +26,15 @@ impl Trigger {
             Trigger::FileChange => "file change",
         }
     }
+}
+
+/// What a reload thread hands back: the planned jobs, or every error of the file.
+pub(super) type Parsed = Result<Vec<Entry>, Vec<String>>;
+
+/// A reload being parsed on its thread.
+pub(super) struct Pending {
+    pub(super) rx: tokio::sync::oneshot::Receiver<Parsed>,
+    pub(super) trigger: Trigger,
 }
 
 /// Which lines of a stack-wide file a service's own schedule runs (DESIGN §5).
@@ -77,19 +86,66 @@ impl Source {
         }
     }
 
-    /// Read the file again and, when it parses, give the planner its jobs; whether it
-    /// did.
-    pub(super) fn reload(&mut self, planner: &mut Planner, trigger: Trigger) -> bool {
+    /// Read the file again and, when it changed (or on SIGHUP), parse and plan it on a
+    /// thread of its own: the event loop keeps answering signals (SIGTERM within 1 s
+    /// during a 100,000-line reload). [`Source::finish`] applies the result.
+    pub(super) fn begin(&mut self, planner: &Planner, trigger: Trigger) -> Option<Pending> {
         if !self.read(trigger) {
-            return false;
+            return None;
         }
-        match crontab::parse(&self.name, &self.text, &self.zone) {
-            Ok(jobs) => {
-                let jobs = match &self.filter {
-                    Some(filter) => filter.apply(jobs),
-                    None => jobs,
-                };
-                planner.replace_jobs(jobs, Timestamp::now());
+        let (name, text, zone, filter) = (
+            self.name.clone(),
+            self.text.clone(),
+            self.zone.clone(),
+            self.filter.clone(),
+        );
+        let old = planner.due_by_key();
+        let work = move || -> Parsed {
+            let jobs = crontab::parse(&name, &text, &zone)?;
+            let jobs = match &filter {
+                Some(filter) => filter.apply(jobs),
+                None => jobs,
+            };
+            Ok(plan_entries(jobs, &old, Timestamp::now()))
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut work = Some(work);
+        let mut job = Some(tx);
+        let spawned = std::thread::Builder::new()
+            .name("supd-reload".into())
+            .spawn({
+                let work = work.take();
+                let tx = job.take();
+                move || {
+                    if let (Some(work), Some(tx)) = (work, tx) {
+                        let _ = tx.send(work());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            crate::warn!("no reload thread; reloading in the loop", error = e);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let name = self.name.clone();
+            let _ = tx.send(
+                crontab::parse(&name, &self.text, &self.zone).map(|jobs| {
+                    let jobs = match &self.filter {
+                        Some(filter) => filter.apply(jobs),
+                        None => jobs,
+                    };
+                    plan_entries(jobs, &planner.due_by_key(), Timestamp::now())
+                }),
+            );
+            return Some(Pending { rx, trigger });
+        }
+        Some(Pending { rx, trigger })
+    }
+
+    /// A reload's result: the planner gets its jobs, or the errors are logged; whether
+    /// the jobs were replaced.
+    pub(super) fn finish(&self, planner: &mut Planner, trigger: Trigger, parsed: Parsed) -> bool {
+        match parsed {
+            Ok(entries) => {
+                planner.set_entries(entries);
                 crate::info!(
                     "schedule reloaded",
                     file = self.name,

@@ -30,7 +30,7 @@ use super::crontab::{Job, Zone};
 use super::deliver::{deliver, Report, Run, Target};
 use super::metrics::{self, Labels};
 use super::plan::{count_until, Fire, Planner, Skip, Step};
-use super::reload::{self, Filter, Source, Trigger};
+use super::reload::{self, Filter, Pending, Source, Trigger};
 use super::state::{Outcome, RunResult, Store, Writer};
 use super::{format_next, hook, job_name, next_wake_text, Config};
 use crate::control::protocol::LastResult;
@@ -150,6 +150,8 @@ pub(super) struct Core {
     origin: Instant,
     timer: Timer,
     watcher: Option<Watcher>,
+    /// A reload being parsed on its thread.
+    pending: Option<Pending>,
 }
 
 /// State shared with the delivery tasks.
@@ -204,6 +206,7 @@ impl Core {
             origin,
             timer,
             watcher,
+            pending: None,
         };
         Ok(core)
     }
@@ -290,6 +293,10 @@ impl Core {
     /// Every job of the plan has a state (new ones handled up to `now`), jobs no longer
     /// in the file are forgotten; the state and the metrics are written.
     fn sync_state(&self, now: Timestamp) {
+        if !self.shared.store.borrow().persistent() && self.shared.metrics_file.is_none() {
+            // Nothing keeps it: skip the per-job work (100,000-line files reload fast).
+            return;
+        }
         let mut keys = HashSet::new();
         let mut jobs = Vec::with_capacity(self.planner.entries.len());
         {
@@ -326,6 +333,20 @@ impl Core {
                 }
                 self.tick();
             }
+            parsed = async {
+                match &mut self.pending {
+                    Some(pending) => (&mut pending.rx).await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(pending) = self.pending.take() {
+                    if let Some(parsed) = parsed {
+                        if self.source.finish(&mut self.planner, pending.trigger, parsed) {
+                            self.sync_state(Timestamp::now());
+                        }
+                    }
+                }
+            }
             changed = reload::changed(&mut self.watcher) => {
                 if let Err(e) = changed {
                     crate::warn!("file watch failed; SIGHUP still reloads", error = e);
@@ -338,9 +359,11 @@ impl Core {
         Ok(())
     }
 
+    /// Start a reload (its result is applied by [`Core::turn`]); a newer one replaces
+    /// one still being parsed.
     pub(super) fn reload(&mut self, trigger: Trigger) {
-        if self.source.reload(&mut self.planner, trigger) {
-            self.sync_state(Timestamp::now());
+        if let Some(pending) = self.source.begin(&self.planner, trigger) {
+            self.pending = Some(pending);
         }
     }
 

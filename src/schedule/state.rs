@@ -165,6 +165,11 @@ impl Store {
         store
     }
 
+    /// Whether the state is saved (a usable state dir).
+    pub fn persistent(&self) -> bool {
+        self.path.is_some()
+    }
+
     pub fn get(&self, key: &str) -> Option<&JobState> {
         self.jobs.get(key)
     }

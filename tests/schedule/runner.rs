@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{children_of, lazy, supd, wait_for, Logged, Mode, Supd, TempDir};
 
-fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
+pub(super) fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
     let mut command = supd();
     command
         .arg("scheduler")
@@ -30,7 +30,7 @@ fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
 
 /// A stand-in service socket: records each request line and answers with `reply`
 /// after `delay`.
-fn fake_service(
+pub(super) fn fake_service(
     dir: &Path,
     service: &str,
     reply: &'static str,
@@ -59,11 +59,11 @@ fn fake_service(
     seen
 }
 
-const RAN: &str = "{\"event\":\"started\",\"action\":\"act\",\"id\":1}\n{\"event\":\"stdout\",\"line\":\"hi\"}\n{\"event\":\"exit\",\"code\":0,\"duration_ms\":5}\n";
+pub(super) const RAN: &str = "{\"event\":\"started\",\"action\":\"act\",\"id\":1}\n{\"event\":\"stdout\",\"line\":\"hi\"}\n{\"event\":\"exit\",\"code\":0,\"duration_ms\":5}\n";
 const BUSY: &str =
     "{\"event\":\"error\",\"kind\":\"busy\",\"message\":\"act is already running\"}\n";
 
-fn field(line: &str, key: &str) -> String {
+pub(super) fn field(line: &str, key: &str) -> String {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key}= in {line}"))
