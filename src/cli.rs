@@ -433,6 +433,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 }
 
 /// One face of the binary, configured.
+#[allow(clippy::large_enum_variant)] // built once at start
 pub enum Face {
     Init(init::Config),
     Ctl(ctl::Config),

@@ -14,8 +14,8 @@ use jiff::{SignedDuration, Timestamp};
 use super::calendar::format_local;
 use super::crontab::Job;
 use super::job_name;
-use crate::control::client::{self, ClientError, Outcome};
 use super::state::Outcome as RunOutcome;
+use crate::control::client::{self, ClientError, Outcome};
 use crate::control::protocol::{self, ErrorKind, Event, Request};
 use crate::control::server::Executor;
 use crate::exit;
@@ -104,14 +104,17 @@ pub(super) async fn deliver(target: &Target, run: &Run, deadline: Timestamp) -> 
     let mut backoff = FIRST_BACKOFF;
     let mut attempts = 0u32;
     let mut tail = VecDeque::new();
-    let report = |outcome, code: Option<i32>, hook_code, error: Option<String>, tail: VecDeque<String>| Report {
-        outcome,
-        code,
-        hook_code,
-        error,
-        duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
-        tail: tail.into(),
-    };
+    let report =
+        |outcome, code: Option<i32>, hook_code, error: Option<String>, tail: VecDeque<String>| {
+            Report {
+                outcome,
+                code,
+                hook_code,
+                error,
+                duration_ms: u64::try_from(began.elapsed().as_millis()).unwrap_or(u64::MAX),
+                tail: tail.into(),
+            }
+        };
     loop {
         attempts += 1;
         let mut on_event = |event: &Event| relay_output(run, event, &mut tail);
@@ -145,7 +148,13 @@ pub(super) async fn deliver(target: &Target, run: &Run, deadline: Timestamp) -> 
                     ],
                 );
                 let code = error.exit_code();
-                return report(RunOutcome::Failed, None, code, Some(error.to_string()), tail);
+                return report(
+                    RunOutcome::Failed,
+                    None,
+                    code,
+                    Some(error.to_string()),
+                    tail,
+                );
             }
         };
         let left = deadline.duration_since(Timestamp::now());

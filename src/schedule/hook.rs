@@ -154,7 +154,10 @@ mod tests {
             split_command("/bin/alert --to 'ops team' \"a \\\"b\\\"\" $HOME").unwrap(),
             ["/bin/alert", "--to", "ops team", "a \"b\"", "$HOME"]
         );
-        assert_eq!(split_command("sh -c 'echo $SUPD_JOB'").unwrap(), ["sh", "-c", "echo $SUPD_JOB"]);
+        assert_eq!(
+            split_command("sh -c 'echo $SUPD_JOB'").unwrap(),
+            ["sh", "-c", "echo $SUPD_JOB"]
+        );
         assert!(split_command("  ").is_err());
         assert!(split_command("a 'b").is_err());
     }

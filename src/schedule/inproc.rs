@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use super::crontab::{self, LoadError, Zone};
 use super::deliver::Target;
+use super::next_wake_text;
 use super::reload::Filter;
 use super::runner::{Core, Settings};
-use super::next_wake_text;
 use crate::control::protocol::LastResult;
 use crate::control::server::{self, ServerContext, ServerHandle};
 use crate::sys::reaper::Reaper;
@@ -80,7 +80,10 @@ pub fn attach(
                 file = schedule.file.display(),
                 errors = errors.len()
             );
-            (Vec::new(), crontab::read_limited(&schedule.file).unwrap_or_default())
+            (
+                Vec::new(),
+                crontab::read_limited(&schedule.file).unwrap_or_default(),
+            )
         }
     };
     let service = executor.service().to_string();
@@ -102,7 +105,10 @@ pub fn attach(
     let mut core = match Core::new(settings, zone, jobs, text) {
         Ok(core) => core,
         Err(e) => {
-            crate::error!("cannot create the schedule's timer; running without it", error = e);
+            crate::error!(
+                "cannot create the schedule's timer; running without it",
+                error = e
+            );
             return Some(server);
         }
     };
@@ -114,7 +120,9 @@ pub fn attach(
         "schedule started",
         file = core.shared.file,
         service = service,
-        slot = schedule.slot.map_or_else(|| "-".to_string(), |n| n.to_string()),
+        slot = schedule
+            .slot
+            .map_or_else(|| "-".to_string(), |n| n.to_string()),
         jobs = core.planner.entries.len(),
         next = next_wake_text(&core.planner)
     );

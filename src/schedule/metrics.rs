@@ -132,7 +132,11 @@ mod tests {
         assert!(text.contains("supd_job_last_duration_seconds{"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let after = line.rsplit_once('}').map(|(_, v)| v).unwrap_or_default();
-            assert_eq!(after.split_whitespace().count(), 1, "one value, no timestamp: {line}");
+            assert_eq!(
+                after.split_whitespace().count(),
+                1,
+                "one value, no timestamp: {line}"
+            );
         }
     }
 }

@@ -126,15 +126,13 @@ impl Source {
             crate::warn!("no reload thread; reloading in the loop", error = e);
             let (tx, rx) = tokio::sync::oneshot::channel();
             let name = self.name.clone();
-            let _ = tx.send(
-                crontab::parse(&name, &self.text, &self.zone).map(|jobs| {
-                    let jobs = match &self.filter {
-                        Some(filter) => filter.apply(jobs),
-                        None => jobs,
-                    };
-                    plan_entries(jobs, &planner.due_by_key(), Timestamp::now())
-                }),
-            );
+            let _ = tx.send(crontab::parse(&name, &self.text, &self.zone).map(|jobs| {
+                let jobs = match &self.filter {
+                    Some(filter) => filter.apply(jobs),
+                    None => jobs,
+                };
+                plan_entries(jobs, &planner.due_by_key(), Timestamp::now())
+            }));
             return Some(Pending { rx, trigger });
         }
         Some(Pending { rx, trigger })

@@ -251,8 +251,8 @@ impl Core {
                 let (missed, last) = count_until(job, first, now);
                 let name = job_name(&self.shared.file, job);
                 let age = now.duration_since(last);
-                let window = SignedDuration::try_from(self.shared.catch_up)
-                    .unwrap_or(SignedDuration::MAX);
+                let window =
+                    SignedDuration::try_from(self.shared.catch_up).unwrap_or(SignedDuration::MAX);
                 if !self.shared.catch_up.is_zero() && age <= window {
                     crate::info!(
                         "catch-up",

@@ -175,13 +175,21 @@ impl Store {
     }
 
     /// The job's state, created (handled up to `now`) if it has none.
-    pub fn entry(&mut self, key: &str, service: &str, action: &str, now: Timestamp) -> &mut JobState {
-        self.jobs.entry(key.to_string()).or_insert_with(|| JobState {
-            service: service.to_string(),
-            action: action.to_string(),
-            handled_ms: now.as_millisecond(),
-            ..JobState::default()
-        })
+    pub fn entry(
+        &mut self,
+        key: &str,
+        service: &str,
+        action: &str,
+        now: Timestamp,
+    ) -> &mut JobState {
+        self.jobs
+            .entry(key.to_string())
+            .or_insert_with(|| JobState {
+                service: service.to_string(),
+                action: action.to_string(),
+                handled_ms: now.as_millisecond(),
+                ..JobState::default()
+            })
     }
 
     /// Forget jobs no longer in the file.
@@ -240,7 +248,10 @@ impl Writer {
         match spawned {
             Ok(_) => Writer { tx: Some(tx) },
             Err(e) => {
-                crate::error!("cannot start the state writer; state and metrics are not saved", error = e);
+                crate::error!(
+                    "cannot start the state writer; state and metrics are not saved",
+                    error = e
+                );
                 Writer { tx: None }
             }
         }

@@ -26,7 +26,14 @@ fn service(mode: Mode, dir: &Path, name: &str, args: &[&str], env: &[(&str, &str
     let _ = std::fs::create_dir(&run);
     let mut command = mode.command();
     command
-        .args(["--service", "svc", "-v", "--callback-lib", "/nonexistent", "--socket-dir"])
+        .args([
+            "--service",
+            "svc",
+            "-v",
+            "--callback-lib",
+            "/nonexistent",
+            "--socket-dir",
+        ])
         .arg(&run)
         .arg("--callbacks")
         .arg(dir.join("callbacks.sh"))
@@ -56,7 +63,7 @@ CB_both() { echo "both $REPLICA" >> "$MARK"; }
 CB_one() { echo "one $REPLICA" >> "$MARK"; }
 CB_mark() { echo "mark" >> "$MARK"; }
 CB_work() { echo "start $1" >> "$MARK.work"; sleep 3; echo "$0" >> "$MARK"; }
-CB_long() { sleep 20; }
+CB_long() { sleep 80; }
 CB_fail() { echo "out-1"; echo "out-2" >&2; echo "out-3"; return 3; }
 "#;
 
@@ -130,26 +137,55 @@ fn slots_metrics_and_status(dir: TempDir) {
     let args2 = common("2");
     let args2: Vec<&str> = args2.iter().map(String::as_str).collect();
     let one = service(Mode::Pid1, dir.path(), "r1", &args1, &[("REPLICA", "1")]);
-    let two = service(Mode::Subreaper, dir.path(), "r2", &args2, &[("REPLICA", "2")]);
-    one.log.line_with(&["schedule started", "slot=1", "jobs=2"], Duration::from_secs(10));
-    two.log.line_with(&["schedule started", "slot=2", "jobs=1"], Duration::from_secs(10));
+    let two = service(
+        Mode::Subreaper,
+        dir.path(),
+        "r2",
+        &args2,
+        &[("REPLICA", "2")],
+    );
+    one.log.line_with(
+        &["schedule started", "slot=1", "jobs=2"],
+        Duration::from_secs(10),
+    );
+    two.log.line_with(
+        &["schedule started", "slot=2", "jobs=1"],
+        Duration::from_secs(10),
+    );
     // No scheduler process anywhere: supd itself runs its lines on the minute.
-    let ran = one.log.line_with(&["job ran", "action=both"], Duration::from_secs(75));
+    let ran = one
+        .log
+        .line_with(&["job ran", "action=both"], Duration::from_secs(75));
     assert!(field(&ran, "due").ends_with(":00+00:00"), "{ran}");
-    assert!(field(&ran, "lateness_ms").parse::<u64>().unwrap() < 1000, "{ran}");
-    one.log.line_with(&["job ran", "action=one"], Duration::from_secs(10));
-    two.log.line_with(&["job ran", "action=both"], Duration::from_secs(10));
+    assert!(
+        field(&ran, "lateness_ms").parse::<u64>().unwrap() < 1000,
+        "{ran}"
+    );
+    one.log
+        .line_with(&["job ran", "action=one"], Duration::from_secs(10));
+    two.log
+        .line_with(&["job ran", "action=both"], Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
     let mut r1 = read_lines(&dir.file("mark-r1"));
     r1.sort();
     assert_eq!(r1, ["both 1", "one 1"], "{}", one.log.all());
-    assert_eq!(read_lines(&dir.file("mark-r2")), ["both 2"], "{}", two.log.all());
-    assert!(!one.log.all().contains("service=other"), "{}", one.log.all());
+    assert_eq!(
+        read_lines(&dir.file("mark-r2")),
+        ["both 2"],
+        "{}",
+        two.log.all()
+    );
+    assert!(
+        !one.log.all().contains("service=other"),
+        "{}",
+        one.log.all()
+    );
     assert!(!two.log.all().contains("action=one"), "{}", two.log.all());
 
     // The metrics file: valid for promtool, served by node_exporter.
     wait_for(Duration::from_secs(5), "metrics with a success", || {
-        std::fs::read_to_string(&prom).is_ok_and(|t| t.contains("supd_job_last_success_timestamp_seconds{"))
+        std::fs::read_to_string(&prom)
+            .is_ok_and(|t| t.contains("supd_job_last_success_timestamp_seconds{"))
     });
     let check = Command::new("promtool")
         .args(["check", "metrics"])
@@ -168,7 +204,10 @@ fn slots_metrics_and_status(dir: TempDir) {
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--collector.disable-defaults")
             .arg("--collector.textfile")
-            .arg(format!("--collector.textfile.directory={}", metrics_dir.display()))
+            .arg(format!(
+                "--collector.textfile.directory={}",
+                metrics_dir.display()
+            ))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null()),
     );
@@ -177,18 +216,37 @@ fn slots_metrics_and_status(dir: TempDir) {
     });
     let line = scraped
         .lines()
-        .find(|l| l.starts_with("supd_job_last_success_timestamp_seconds{") && l.contains("action=\"both\""))
+        .find(|l| {
+            l.starts_with("supd_job_last_success_timestamp_seconds{")
+                && l.contains("action=\"both\"")
+        })
         .unwrap_or_else(|| panic!("no success metric for both: {scraped}"));
-    assert!(line.contains("service=\"svc\"") && line.contains("schedule.cron:1"), "{line}");
-    assert!(!scraped.contains("node_textfile_scrape_error 1"), "{scraped}");
+    assert!(
+        line.contains("service=\"svc\"") && line.contains("schedule.cron:1"),
+        "{line}"
+    );
+    assert!(
+        scraped.lines().any(|l| l == "node_textfile_scrape_error 0"),
+        "{scraped}"
+    );
     exporter.terminate(Duration::from_secs(5), "node_exporter");
 
     // status after a restart shows the results from before it.
     let mut one = one;
-    one.log.signal(libc::SIGTERM);
-    one.log.child.wait_exit(Duration::from_secs(10), "supd slot 1 to stop");
-    let again = service(Mode::Subreaper, dir.path(), "r1", &args1, &[("REPLICA", "1")]);
-    again.log.line_with(&["schedule started"], Duration::from_secs(10));
+    crate::util::send(one.pid, libc::SIGTERM);
+    one.log
+        .child
+        .wait_exit(Duration::from_secs(10), "supd slot 1 to stop");
+    let again = service(
+        Mode::Subreaper,
+        dir.path(),
+        "r1",
+        &args1,
+        &[("REPLICA", "1")],
+    );
+    again
+        .log
+        .line_with(&["schedule started"], Duration::from_secs(10));
     let status = supd()
         .args(["ctl", "--socket-dir"])
         .arg(dir.file("run-r1"))
@@ -222,28 +280,56 @@ fn supd_catch_up(dir: TempDir, catch_up: &'static str, boundary: Instant) {
         catch_up,
     ];
     let first = service(Mode::Pid1, dir.path(), "a", &args, &[]);
-    first.log.line_with(&["schedule started", "jobs=1"], Duration::from_secs(10));
+    first
+        .log
+        .line_with(&["schedule started", "jobs=1"], Duration::from_secs(10));
     wait_for(Duration::from_secs(5), "the state file", || {
         state.join("schedule-svc.json").exists()
     });
     crate::util::send(first.pid, libc::SIGKILL);
     let mut first = first;
-    first.log.child.wait_exit(Duration::from_secs(10), "the killed supd's namespace");
+    first
+        .log
+        .child
+        .wait_exit(Duration::from_secs(10), "the killed supd's namespace");
     assert!(read_lines(&dir.file("mark-a")).is_empty());
     wait_past_boundary(boundary);
     let second = service(Mode::Pid1, dir.path(), "a", &args, &[]);
-    second.log.line_with(&["schedule started", "jobs=1"], Duration::from_secs(10));
+    second
+        .log
+        .line_with(&["schedule started", "jobs=1"], Duration::from_secs(10));
     if catch_up == "0" {
-        let line = second.log.line_with(&["missed runs not caught up", "missed=1"], Duration::from_secs(5));
+        let line = second.log.line_with(
+            &["missed runs not caught up", "missed=1"],
+            Duration::from_secs(5),
+        );
         assert!(line.contains("--catch-up 0"), "{line}");
         std::thread::sleep(Duration::from_secs(2));
-        assert!(read_lines(&dir.file("mark-a")).is_empty(), "{}", second.log.all());
-        assert!(!second.log.all().contains("catch-up missed"), "{}", second.log.all());
+        assert!(
+            read_lines(&dir.file("mark-a")).is_empty(),
+            "{}",
+            second.log.all()
+        );
+        assert!(
+            !second.log.all().contains("catch-up missed"),
+            "{}",
+            second.log.all()
+        );
     } else {
-        second.log.line_with(&["catch-up missed=1", "action=mark"], Duration::from_secs(5));
-        second.log.line_with(&["job ran", "action=mark"], Duration::from_secs(10));
+        second.log.line_with(
+            &["catch-up missed=1", "action=mark"],
+            Duration::from_secs(5),
+        );
+        second
+            .log
+            .line_with(&["job ran", "action=mark"], Duration::from_secs(10));
         std::thread::sleep(Duration::from_secs(2));
-        assert_eq!(read_lines(&dir.file("mark-a")), ["mark"], "{}", second.log.all());
+        assert_eq!(
+            read_lines(&dir.file("mark-a")),
+            ["mark"],
+            "{}",
+            second.log.all()
+        );
         assert_eq!(second.log.all().matches("catch-up missed").count(), 1);
     }
 }
@@ -265,7 +351,10 @@ fn scheduler_catch_up(dir: TempDir, boundary: Instant) {
     wait_past_boundary(boundary);
     assert!(seen.lock().unwrap().is_empty());
     let second = scheduler(&file, &run, &[]);
-    second.line_with(&["catch-up missed=1", "service=svc"], Duration::from_secs(10));
+    second.line_with(
+        &["catch-up missed=1", "service=svc"],
+        Duration::from_secs(10),
+    );
     second.line_with(&["job ran", "service=svc"], Duration::from_secs(10));
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(seen.lock().unwrap().len(), 1, "{}", second.all());
@@ -277,15 +366,43 @@ fn without_usable_state(dir: TempDir) {
     let file = dir.file("schedule.cron").display().to_string();
     let state = dir.file("state");
     std::fs::create_dir(&state).unwrap();
-    std::fs::write(state.join("schedule-svc.json"), "{\"v\":1,\"jobs\":[garbage").unwrap();
+    std::fs::write(
+        state.join("schedule-svc.json"),
+        "{\"v\":1,\"jobs\":[garbage",
+    )
+    .unwrap();
     let state_arg = state.display().to_string();
     let missing = dir.file("no-such-dir").display().to_string();
-    let none = service(Mode::Subreaper, dir.path(), "none", &["--schedule", &file, "--state-dir", &missing], &[]);
-    let corrupt = service(Mode::Subreaper, dir.path(), "bad", &["--schedule", &file, "--state-dir", &state_arg], &[]);
-    none.log.line_with(&["no state dir; running without state"], Duration::from_secs(10));
-    corrupt.log.line_with(&["state file is corrupt; ignoring it"], Duration::from_secs(10));
-    none.log.line_with(&["job ran", "action=mark", "code=0"], Duration::from_secs(75));
-    corrupt.log.line_with(&["job ran", "action=mark", "code=0"], Duration::from_secs(10));
+    let none = service(
+        Mode::Subreaper,
+        dir.path(),
+        "none",
+        &["--schedule", &file, "--state-dir", &missing],
+        &[],
+    );
+    let corrupt = service(
+        Mode::Subreaper,
+        dir.path(),
+        "bad",
+        &["--schedule", &file, "--state-dir", &state_arg],
+        &[],
+    );
+    none.log.line_with(
+        &["no state dir; running without state"],
+        Duration::from_secs(10),
+    );
+    corrupt.log.line_with(
+        &["state file is corrupt; ignoring it"],
+        Duration::from_secs(10),
+    );
+    none.log.line_with(
+        &["job ran", "action=mark", "code=0"],
+        Duration::from_secs(75),
+    );
+    corrupt.log.line_with(
+        &["job ran", "action=mark", "code=0"],
+        Duration::from_secs(10),
+    );
     // The corrupt file was replaced by a valid one.
     wait_for(Duration::from_secs(5), "a valid state file", || {
         std::fs::read(state.join("schedule-svc.json"))
@@ -318,10 +435,18 @@ fn full_is_retried_busy_is_skipped(dir: TempDir) {
         Mode::Subreaper,
         dir.path(),
         "full",
-        &["--schedule", &file, "--state-dir", &state, "--max-callbacks", "4"],
+        &[
+            "--schedule",
+            &file,
+            "--state-dir",
+            &state,
+            "--max-callbacks",
+            "4",
+        ],
         &[],
     );
-    svc.log.line_with(&["schedule started", "jobs=7"], Duration::from_secs(10));
+    svc.log
+        .line_with(&["schedule started", "jobs=7"], Duration::from_secs(10));
     // `long` is already running when the minute comes.
     let long = supd()
         .args(["ctl", "--socket-dir"])
@@ -330,22 +455,38 @@ fn full_is_retried_busy_is_skipped(dir: TempDir) {
         .status()
         .unwrap();
     assert!(long.success());
-    let skipped = svc.log.line_with(&["job skipped", "action=long"], Duration::from_secs(75));
+    let skipped = svc
+        .log
+        .line_with(&["job skipped", "action=long"], Duration::from_secs(75));
     assert_eq!(field(&skipped, "reason"), "busy", "{skipped}");
-    svc.log.line_with(&["service full (--max-callbacks); retrying"], Duration::from_secs(5));
+    svc.log.line_with(
+        &["service full (--max-callbacks); retrying"],
+        Duration::from_secs(5),
+    );
     for n in 1..=6 {
-        let ran = svc.log.line_with(&["job ran", &format!("action=work-{n} ")], Duration::from_secs(40));
+        let ran = svc.log.line_with(
+            &["job ran", &format!("action=work-{n} ")],
+            Duration::from_secs(40),
+        );
         assert_eq!(field(&ran, "code"), "0", "{ran}");
     }
     assert_eq!(read_lines(&dir.file("mark-full")).len(), 6);
     assert!(!svc.log.all().contains("job lost"), "{}", svc.log.all());
-    assert_eq!(svc.log.all().matches("reason=busy").count(), 1, "{}", svc.log.all());
+    assert_eq!(
+        svc.log.all().matches("reason=busy").count(),
+        1,
+        "{}",
+        svc.log.all()
+    );
 }
 
 /// --on-failure: once per failed run, the documented environment, the output tail on
 /// stdin; the hook's own failure is logged. A lost run (supd scheduler) too.
 fn on_failure(dir: TempDir) {
-    let file = dir.write("schedule.cron", "* * * * * forum svc fail\n* * * * * svc mark\n");
+    let file = dir.write(
+        "schedule.cron",
+        "* * * * * forum svc fail\n* * * * * svc mark\n",
+    );
     let file = file.display().to_string();
     let out = dir.file("hook");
     std::fs::create_dir(&out).unwrap();
@@ -358,10 +499,18 @@ fn on_failure(dir: TempDir) {
         Mode::Pid1,
         dir.path(),
         "hook",
-        &["--schedule", &file, "--state-dir", &state, "--on-failure", &hook],
+        &[
+            "--schedule",
+            &file,
+            "--state-dir",
+            &state,
+            "--on-failure",
+            &hook,
+        ],
         &[],
     );
-    svc.log.line_with(&["schedule started", "jobs=2"], Duration::from_secs(10));
+    svc.log
+        .line_with(&["schedule started", "jobs=2"], Duration::from_secs(10));
     // A lost run, from supd scheduler against a service that never comes.
     let run = dir.file("sched-run");
     std::fs::create_dir(&run).unwrap();
@@ -369,19 +518,39 @@ fn on_failure(dir: TempDir) {
     let sched = scheduler(&gone, &run, &["--retry-for", "3s", "--on-failure", &hook]);
     sched.line_with(&["scheduler started"], Duration::from_secs(10));
 
-    let failed = svc.log.line_with(&["job ran", "action=fail"], Duration::from_secs(75));
+    let failed = svc
+        .log
+        .line_with(&["job ran", "action=fail"], Duration::from_secs(75));
     assert_eq!(field(&failed, "code"), "3");
-    svc.log.line_with(&["job ran", "action=mark", "code=0"], Duration::from_secs(10));
-    svc.log.line_with(&["on-failure hook failed", "status=exit 7"], Duration::from_secs(10));
+    svc.log.line_with(
+        &["job ran", "action=mark", "code=0"],
+        Duration::from_secs(10),
+    );
+    svc.log.line_with(
+        &["on-failure hook failed", "status=\"exit 7\""],
+        Duration::from_secs(10),
+    );
     sched.line_with(&["job lost", "service=gone"], Duration::from_secs(10));
     sched.line_with(&["on-failure hook failed"], Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(500));
-    let entries: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let envs: Vec<&PathBuf> = entries
         .iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("env-failed"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("env-failed")
+        })
         .collect();
-    assert_eq!(envs.len(), 1, "once per failed run (mark's ok run runs no hook): {entries:?}");
+    assert_eq!(
+        envs.len(),
+        1,
+        "once per failed run (mark's ok run runs no hook): {entries:?}"
+    );
     let env = std::fs::read_to_string(envs[0]).unwrap();
     let due = field(&failed, "due");
     for want in [
@@ -395,16 +564,37 @@ fn on_failure(dir: TempDir) {
     ] {
         assert!(env.lines().any(|l| l == want), "{want} not in {env}");
     }
-    let pid = envs[0].to_string_lossy().rsplit('-').next().unwrap().to_string();
+    let pid = envs[0]
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
     let tail = std::fs::read_to_string(out.join(format!("tail-{pid}"))).unwrap();
-    assert_eq!(tail, "out-1\nout-2\nout-3\n", "the output tail, then EOF");
+    // stdout and stderr are separate pipes: their relative order is not kept.
+    let mut lines: Vec<&str> = tail.lines().collect();
+    lines.sort();
+    assert!(tail.ends_with('\n'), "{tail:?}");
+    assert_eq!(
+        lines,
+        ["out-1", "out-2", "out-3"],
+        "the output tail, then EOF"
+    );
     let lost: Vec<&PathBuf> = entries
         .iter()
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("env-lost"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("env-lost")
+        })
         .collect();
     assert_eq!(lost.len(), 1, "{entries:?}");
     let env = std::fs::read_to_string(lost[0]).unwrap();
-    assert!(env.contains("SUPD_SERVICE=gone\n") && env.contains("SUPD_CODE=69\n"), "{env}");
+    assert!(
+        env.contains("SUPD_SERVICE=gone\n") && env.contains("SUPD_CODE=69\n"),
+        "{env}"
+    );
 }
 
 #[test]
@@ -417,7 +607,8 @@ fn in_process_schedule_catch_up_full_hook_metrics_on_one_minute_boundary() {
         dir.write("callbacks.sh", CALLBACKS);
         dir
     };
-    let scenarios: Vec<(&str, Box<dyn FnOnce() + Send>)> = vec![
+    type Scenario = Box<dyn FnOnce() + Send>;
+    let scenarios: Vec<(&str, Scenario)> = vec![
         ("slots, metrics, status", {
             let d = mk("inproc-slots");
             Box::new(move || slots_metrics_and_status(d))
@@ -471,19 +662,34 @@ fn unreadable_schedule_is_logged_at_the_change_and_pings_log_at_debug() {
     sched.line_with(&["scheduler started", "jobs=1"], Duration::from_secs(10));
     std::os::unix::fs::symlink("/nonexistent/schedule.cron", dir.file("new.cron")).unwrap();
     std::fs::rename(dir.file("new.cron"), &file).unwrap();
-    let line = sched.line_with(&["cannot read the schedule; keeping the old one"], Duration::from_secs(5));
+    let line = sched.line_with(
+        &["cannot read the schedule; keeping the old one"],
+        Duration::from_secs(5),
+    );
     assert!(line.contains("file change"), "{line}");
 
     dir.write("callbacks.sh", CALLBACKS);
     let svc = service(Mode::Subreaper, dir.path(), "ping", &[], &[]);
     let sock = dir.file("run-ping");
-    wait_for(Duration::from_secs(10), lazy(|| svc.log.all()), || sock.join("svc-request.sock").exists());
+    wait_for(Duration::from_secs(10), lazy(|| svc.log.all()), || {
+        sock.join("svc-request.sock").exists()
+    });
     for action in ["ping", "status"] {
-        let out = supd().args(["ctl", "--socket-dir"]).arg(&sock).args([action, "svc"]).output().unwrap();
+        let out = supd()
+            .args(["ctl", "--socket-dir"])
+            .arg(&sock)
+            .args([action, "svc"])
+            .output()
+            .unwrap();
         assert!(out.status.success());
     }
-    svc.log.line_with(&["request", "action=status"], Duration::from_secs(5));
-    assert!(!svc.log.all().contains("action=ping"), "-v (info) shows no ping: {}", svc.log.all());
+    svc.log
+        .line_with(&["request", "action=status"], Duration::from_secs(5));
+    assert!(
+        !svc.log.all().contains("action=ping"),
+        "-v (info) shows no ping: {}",
+        svc.log.all()
+    );
 }
 
 #[test]
@@ -495,14 +701,23 @@ fn sigterm_is_answered_during_a_reload_of_100000_lines() {
     }
     let file = dir.write("schedule.cron", &text);
     let mut sched = scheduler(&file, dir.path(), &[]);
-    sched.line_with(&["scheduler started", "jobs=100000"], Duration::from_secs(60));
+    sched.line_with(
+        &["scheduler started", "jobs=100000"],
+        Duration::from_secs(60),
+    );
     // A changed file (every job new) and SIGTERM right behind the reload.
     std::fs::write(&file, text.replace(" svc ", " other ")).unwrap();
     sched.signal(libc::SIGHUP);
     std::thread::sleep(Duration::from_millis(20));
     let start = Instant::now();
     sched.signal(libc::SIGTERM);
-    let status = sched.child.wait_exit(Duration::from_secs(5), "the scheduler to stop");
+    let status = sched
+        .child
+        .wait_exit(Duration::from_secs(5), "the scheduler to stop");
     assert_eq!(status.code(), Some(0));
-    assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
 }

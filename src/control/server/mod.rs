@@ -383,7 +383,9 @@ fn ending_outcome(id: u64, action: &str, ending: Ending, duration: Duration) -> 
         },
         Ending::TimedOut(_) => Outcome::Refused {
             kind: ErrorKind::Timeout,
-            message: format!("{action} ran past the callback timeout; its process group was killed"),
+            message: format!(
+                "{action} ran past the callback timeout; its process group was killed"
+            ),
         },
         Ending::Failed(message) => Outcome::Refused {
             kind: ErrorKind::Internal,

@@ -38,18 +38,24 @@ impl Registry {
     /// limit is reached (`full`).
     pub(super) fn busy(&self, action: &str) -> Option<(ErrorKind, String)> {
         if let Some(run) = self.running.get(action) {
-            return Some((ErrorKind::Busy, format!(
-                "{action} is already running (id {}, for {}s)",
-                run.id,
-                run.started.elapsed().as_secs()
-            )));
+            return Some((
+                ErrorKind::Busy,
+                format!(
+                    "{action} is already running (id {}, for {}s)",
+                    run.id,
+                    run.started.elapsed().as_secs()
+                ),
+            ));
         }
         if self.running.len() >= self.max_callbacks {
-            return Some((ErrorKind::Full, format!(
-                "{} callbacks are running (--max-callbacks {}); try again later",
-                self.running.len(),
-                self.max_callbacks
-            )));
+            return Some((
+                ErrorKind::Full,
+                format!(
+                    "{} callbacks are running (--max-callbacks {}); try again later",
+                    self.running.len(),
+                    self.max_callbacks
+                ),
+            ));
         }
         None
     }
@@ -186,12 +192,16 @@ mod tests {
         assert_eq!(registry.next_id(), 2);
         assert_eq!(registry.busy("a"), None);
         registry.started("a", 1, 100, "root");
-        let (kind, busy) = registry.busy("a").unwrap_or((ErrorKind::Other, String::new()));
+        let (kind, busy) = registry
+            .busy("a")
+            .unwrap_or((ErrorKind::Other, String::new()));
         assert_eq!(kind, ErrorKind::Busy);
         assert!(busy.contains("a is already running (id 1"), "{busy}");
         assert_eq!(registry.busy("b"), None);
         registry.started("b", 2, 101, "root");
-        let (kind, busy) = registry.busy("c").unwrap_or((ErrorKind::Other, String::new()));
+        let (kind, busy) = registry
+            .busy("c")
+            .unwrap_or((ErrorKind::Other, String::new()));
         assert_eq!(kind, ErrorKind::Full);
         assert!(busy.contains("--max-callbacks 2"), "{busy}");
         let running = registry.running();
