@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{
-    parse_duration, Cli, Command, CtlArgs, CtlCommand, InitArgs, LogArgs, LogFormat, SocketArgs,
+    parse_duration, Cli, Command, CtlArgs, CtlCommand, InProcessArgs, InitArgs, LogArgs, LogFormat,
+    SocketArgs, StateArgs,
 };
 
 /// The command line, when it is one of the shapes this parser knows; None: use clap.
@@ -210,6 +211,17 @@ fn defaults() -> Cli {
             socket_group: None,
             allow_uid: Vec::new(),
             allow_gid: Vec::new(),
+        },
+        schedule: InProcessArgs {
+            schedule: None,
+            slot: None,
+            retry_for: Duration::from_secs(600),
+        },
+        state: StateArgs {
+            state_dir: PathBuf::from("/var/lib/supd"),
+            catch_up: Duration::from_secs(86_400),
+            on_failure: None,
+            metrics_file: None,
         },
         cmd: Vec::new(),
     }

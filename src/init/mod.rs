@@ -44,6 +44,8 @@ pub struct Config {
     pub remap_exit: Vec<(u8, u8)>,
     /// The request socket; `None` with `--no-socket`.
     pub server: Option<server::Config>,
+    /// `--schedule`: the service's own jobs, run in this supd (DESIGN §5).
+    pub schedule: Option<crate::schedule::InProcess>,
 }
 
 /// Run as the container's init; returns supd's exit status.
@@ -73,7 +75,7 @@ pub fn run(config: Config) -> i32 {
 /// any later in-process feature, e.g. a schedule: add it here). The init's own work
 /// never needs the event loop.
 fn needs_event_loop(config: &Config) -> bool {
-    config.server.is_some()
+    config.server.is_some() || config.schedule.is_some()
 }
 
 /// Without PID 1 or this flag, orphans of the service escape to the host's reaper and

@@ -115,10 +115,10 @@ pub async fn supervise(config: Config) -> i32 {
         Err(code) => return code,
     };
     // Started after the spawn and the registration of its waiter (no .await between).
-    supervisor.server = config.server.clone().and_then(|server_config| {
+    let server = config.server.clone().and_then(|server_config| {
         let context = ServerContext {
             config: server_config,
-            reaper,
+            reaper: Rc::clone(&reaper),
             service_pid: supervisor.service as u32,
             supd_pid: std::process::id(),
         };
@@ -131,6 +131,13 @@ pub async fn supervise(config: Config) -> i32 {
             })
             .ok()
     });
+    // `--schedule`: the service's own jobs, through the server's executor.
+    supervisor.server = crate::schedule::inproc::attach(
+        config.schedule.clone(),
+        server,
+        &reaper,
+        supervisor.service as u32,
+    );
     let code = supervisor.run(&mut signals).await;
     supervisor.exit_status(code, &config)
 }
