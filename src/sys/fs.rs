@@ -69,6 +69,8 @@ pub struct Stat {
 }
 
 impl Stat {
+    // nlink_t is u64 on x86_64 but u32 on some targets (aarch64): the cast is for those.
+    #[allow(clippy::unnecessary_cast)]
     fn from_raw(st: &libc::stat) -> Stat {
         Stat {
             kind: Kind::from_mode(st.st_mode),

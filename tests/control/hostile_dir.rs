@@ -22,9 +22,17 @@ use strict; use warnings; use Socket; use IO::Socket::UNIX; use IO::Handle; use 
 my ($what, $path, $arg) = @ARGV;
 STDOUT->autoflush(1); $SIG{PIPE} = "IGNORE";
 if ($what eq 'swap') {
-    # Replace whatever is at $path with a symlink to $arg, as fast as possible.
+    # The moment a socket appears at $path, replace it with a symlink to $arg; take
+    # the symlink away again a little later (so that the next start finds no file).
     my $tmp = "$path.swap$$";
-    while (1) { symlink($arg, $tmp); rename($tmp, $path); }
+    while (1) {
+        symlink($arg, $tmp) unless lstat($tmp);
+        if (lstat($path) && -S _) {
+            rename($tmp, $path);
+            select(undef, undef, undef, 0.05);
+            unlink($path) if lstat($path) && -l _;
+        }
+    }
 } elsif ($what eq 'fifo') {
     POSIX::mkfifo($path, 0666) or die "mkfifo: $!";
     print "ready\n"; sleep 1000;

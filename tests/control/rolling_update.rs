@@ -22,7 +22,7 @@ fn the_second_supd_serves_within_a_second_of_the_first_leaving() {
                 log_in(&dir)
             )
         }),
-        || log_in(&dir).contains("not available yet"),
+        || log_in(&dir).contains("is live"),
     );
     // While both run, the first one serves.
     assert_eq!(ping_pid(&socket), Some(first.pid()));
