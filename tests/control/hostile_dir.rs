@@ -3,7 +3,8 @@
 //! --clear-groups`): the symlink swap after bind, a FIFO or a symlink at the lock path,
 //! an impostor squatting on the socket's name before supd starts, and one that renames
 //! supd's socket away and binds its own. No file outside supd's own changes mode or
-//! owner, supd never blocks, and clients refuse the impostor (exit 76).
+//! owner, supd never blocks, and clients (supctl, exit 76, and the scheduler) refuse the
+//! impostor.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -49,6 +50,7 @@ if ($what eq 'swap') {
     print "ready\n";
     while (my $client = $server->accept) {
         my $line = <$client>;
+        if (defined $line) { open(my $seen, '>>', "$path.seen"); print $seen $line; close $seen; }
         print $client qq({"event":"started","v":1,"action":"nightly-backup","id":1}\n);
         print $client qq({"event":"stdout","line":"backup OK"}\n);
         print $client qq({"event":"exit","code":0,"duration_ms":1}\n);
@@ -391,4 +393,73 @@ impl UidGid for Command {
         use std::os::unix::process::CommandExt;
         self.gid(id).uid(id)
     }
+}
+
+#[test]
+fn the_scheduler_sends_nothing_to_a_squatter_unless_told_its_uid() {
+    let hostile = Hostile::new("sched", 0o777);
+    let socket = hostile.socket();
+    let (_squatter, ready) = hostile.attack(&[Path::new("squat"), &socket], true);
+    assert_eq!(ready, "ready\n");
+    let file = hostile.top.write(
+        "schedule.cron",
+        &format!("* * * * * forum {} nightly-backup\n", hostile.service),
+    );
+    let scheduler = |log: &Path, extra: &[&str]| {
+        let mut command = supd();
+        command
+            .arg("scheduler")
+            .arg("--file")
+            .arg(&file)
+            .arg("--socket-dir")
+            .arg(hostile.run())
+            .args(["--retry-for", "5s"])
+            .args(extra)
+            .env_remove("SUPD_SERVER_UID")
+            .env_remove("SUPD_VERBOSE")
+            .env_remove("SUPD_QUIET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        Guarded::spawn(&mut command)
+    };
+    // The same job in two schedulers, due at the same minute: one refuses the squatter,
+    // the other was told to expect uid 65534.
+    let refusing_log = hostile.top.file("refusing.log");
+    let trusting_log = hostile.top.file("trusting.log");
+    let mut refusing = scheduler(&refusing_log, &[]);
+    let mut trusting = scheduler(&trusting_log, &["--server-uid", "65534"]);
+    wait_for(
+        Duration::from_secs(75),
+        lazy(|| {
+            format!(
+                "the trusting scheduler to run the job:\n{}",
+                read(&trusting_log)
+            )
+        }),
+        || read(&trusting_log).contains("job ran"),
+    );
+    wait_for(
+        Duration::from_secs(10),
+        lazy(|| {
+            format!(
+                "the refusing scheduler to lose the job:\n{}",
+                read(&refusing_log)
+            )
+        }),
+        || read(&refusing_log).contains("job lost"),
+    );
+    let refused = read(&refusing_log);
+    assert!(refused.contains("refusing the server"), "{refused}");
+    assert!(refused.contains("uid 65534"), "{refused}");
+    assert!(!refused.contains("job ran"), "{refused}");
+    // Only the trusting scheduler's request reached the squatter.
+    let seen = read(
+        &hostile
+            .run()
+            .join(format!("{}-request.sock.seen", hostile.service)),
+    );
+    assert_eq!(seen.lines().count(), 1, "{seen:?}");
+    refusing.terminate(Duration::from_secs(10), "the scheduler to stop");
+    trusting.terminate(Duration::from_secs(10), "the scheduler to stop");
 }
