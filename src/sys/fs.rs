@@ -179,18 +179,12 @@ pub fn unlink_if_same(path: &Path, expected: &Stat) -> io::Result<bool> {
 
 /// Set the calling thread's filesystem gid (the group a new file gets, unless its
 /// directory is set-group-ID) and return the previous one. `setfsgid` reports no
-/// error: the caller checks the result with [`fsgid`].
+/// error (without CAP_SETGID only the real, effective or saved gid is taken): the
+/// caller checks the group of what it created.
 pub fn set_fsgid(gid: u32) -> u32 {
     // SAFETY: setfsgid has no memory effects; it changes (or not) a credential of the
     // calling thread and returns the previous fsgid.
     unsafe { libc::setfsgid(gid) as u32 }
-}
-
-/// The calling thread's filesystem gid (setfsgid with an invalid id changes nothing and
-/// returns the current one).
-pub fn fsgid() -> u32 {
-    // SAFETY: as in set_fsgid; u32::MAX (-1) is never a valid gid, so nothing changes.
-    unsafe { libc::setfsgid(u32::MAX) as u32 }
 }
 
 /// `fchownat(AT_FDCWD, path, -1, gid, AT_SYMLINK_NOFOLLOW)`: change the group of the

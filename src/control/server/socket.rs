@@ -349,20 +349,25 @@ fn lock_service(socket: &Path, own_uid: u32) -> io::Result<Locked> {
 /// Unlink a lock file that failed [`lock_verdict`]; `Some` when that is not possible
 /// now (e.g. another uid's file in a sticky directory, for a supd that is not root).
 fn replace_lock(path: &Path, st: &Stat) -> io::Result<Option<Locked>> {
-    crate::warn!(
-        "refusing the lock file; replacing it",
-        path = path.display(),
-        kind = st.kind,
-        uid = st.uid,
-        mode = format!("{:04o}", st.mode),
-        links = st.nlink
-    );
     match fs::unlink_if_same(path, st) {
-        Ok(_) => Ok(None),
+        Ok(removed) => {
+            if removed {
+                crate::warn!(
+                    "refusing the lock file; replaced it",
+                    path = path.display(),
+                    kind = st.kind,
+                    uid = st.uid,
+                    mode = format!("{:04o}", st.mode),
+                    links = st.nlink
+                );
+            }
+            Ok(None)
+        }
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
             Ok(Some(Locked::No {
                 reason: format!(
-                    "{} is a {} of uid {} that supd may not remove ({e}); waiting for it to go",
+                    "refusing the lock file: {} is a {} of uid {} that supd may not remove \
+                     ({e}); waiting for it to go",
                     path.display(),
                     st.kind,
                     st.uid
