@@ -252,6 +252,12 @@ pub struct CtlArgs {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Also believe a server (the process listening on the socket, SO_PEERCRED) running
+    /// as this uid; root always is, and so is supctl's own uid when it is not root.
+    /// Any other server is refused (exit 76) before the request is sent.
+    #[arg(long, global = true, value_name = "UID", env = "SUPD_SERVER_UID")]
+    pub server_uid: Option<u32>,
+
     #[command(subcommand)]
     pub action: CtlCommand,
 }
@@ -307,6 +313,12 @@ pub struct SchedulerArgs {
     /// Directory of the request sockets.
     #[arg(long, default_value = "/run", env = "SUPD_SOCKET_DIR")]
     pub socket_dir: PathBuf,
+
+    /// Also believe a server (SO_PEERCRED of the socket's listener) running as this uid;
+    /// root always is, and so is the scheduler's own uid when it is not root. Any other
+    /// server is refused before a request is sent (retried like an unreachable socket).
+    #[arg(long, value_name = "UID", env = "SUPD_SERVER_UID")]
+    pub server_uid: Option<u32>,
 
     /// Keep retrying an absent or refusing socket, or a full service, this long (or
     /// until shortly before the job is due again).
@@ -454,8 +466,14 @@ impl Cli {
                 self.state,
                 self.cmd,
             )?),
-            Some(Command::Ctl(args)) => Face::Ctl(args.into()),
-            Some(Command::Scheduler(args)) => Face::Scheduler(scheduler_config(args)?),
+            Some(Command::Ctl(args)) => {
+                supd::control::client::expect_server_uid(args.server_uid);
+                Face::Ctl(args.into())
+            }
+            Some(Command::Scheduler(args)) => {
+                supd::control::client::expect_server_uid(args.server_uid);
+                Face::Scheduler(scheduler_config(args)?)
+            }
         };
         Ok((level, format, face))
     }

@@ -174,6 +174,7 @@ fn ctl(args: impl Iterator<Item = OsString>) -> Option<Cli> {
     cli.command = Some(Command::Ctl(CtlArgs {
         socket_dir,
         json,
+        server_uid: None,
         action,
     }));
     Some(cli)

@@ -265,6 +265,7 @@ async fn services(dir: &Path, json: bool) -> i32 {
             Ok(Ok(Outcome::Refused { kind, .. })) => kind.to_string(),
             Ok(Ok(_)) => "up".to_string(),
             Ok(Err(ClientError::Unreachable { .. })) => "down".to_string(),
+            Ok(Err(ClientError::Untrusted { uid, .. })) => format!("untrusted (uid {uid})"),
             Ok(Err(_)) => "broken".to_string(),
             Err(_) => "no-answer".to_string(),
         };

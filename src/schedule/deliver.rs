@@ -203,9 +203,12 @@ pub(super) async fn deliver(target: &Target, run: &Run, deadline: Timestamp) -> 
 }
 
 /// Whether a failed connect is worth retrying: the socket is absent or nobody listens
-/// (the service is restarting).
+/// (the service is restarting), or an untrusted process listens there (the client
+/// refused it before sending anything; the service's own supd replaces such an impostor
+/// when it takes the socket).
 fn retryable(error: &ClientError) -> bool {
     match error {
+        ClientError::Untrusted { .. } => true,
         ClientError::Unreachable { source, .. } => matches!(
             source.raw_os_error(),
             Some(libc::ENOENT) | Some(libc::ECONNREFUSED) | Some(libc::EAGAIN)

@@ -3,6 +3,7 @@
 //! wall-clock timerfd and an inotify watch. Every face (init, control, schedule) builds
 //! on these; none of them is imported back.
 
+pub mod fs;
 pub mod inotify;
 pub mod process;
 pub mod reaper;

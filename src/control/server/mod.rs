@@ -1,9 +1,10 @@
 //! The request socket server, inside supd's event loop (no extra threads).
 //!
-//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (init calls it
+//! [`start`] tries `<socket-dir>/<service>-request.sock` synchronously (init calls it
 //! right after spawning the service, which then runs without the socket when the
-//! directory is bad or another supd serves it) and spawns the accept loop on the current
-//! `LocalSet`. Each connection is a small task: read one request line (at most 4 KiB,
+//! directory is bad) and spawns a task on the current `LocalSet` that serves it: at
+//! once, or, while another supd holds the lock (a rolling update), after trying again
+//! every 250 ms until that one has gone (see [`serve`]). Each connection is a small task: read one request line (at most 4 KiB,
 //! 5 s), check the peer, answer built-ins directly or spawn the callback as its own task
 //! (see `callbacks`), then relay its events.
 //!
@@ -33,6 +34,8 @@ mod registry;
 mod relay;
 mod socket;
 
+pub use socket::{lock_verdict, socket_verdict, trusted_owner, LockVerdict, Probe, SocketVerdict};
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
@@ -50,7 +53,7 @@ use crate::sys::reaper::Reaper;
 
 use connection::accept_loop;
 use registry::Registry;
-use socket::SocketFile;
+use socket::{Attempt, SocketFile};
 
 /// Connections still sending their request line.
 pub const MAX_READING: usize = 64;
@@ -129,7 +132,7 @@ impl ServerHandle {
         for handle in readers {
             handle.abort();
         }
-        if let Some(socket) = &self.state.socket {
+        if let Some(socket) = self.state.socket.borrow().as_ref() {
             socket.remove();
         }
     }
@@ -153,8 +156,8 @@ impl ServerHandle {
 struct State {
     settings: Settings,
     reaper: Rc<Reaper>,
-    /// None without a socket (the in-process schedule's executor only).
-    socket: Option<SocketFile>,
+    /// The socket file, once this supd holds it (`None` while it waits for the lock).
+    socket: RefCell<Option<SocketFile>>,
     service_pid: u32,
     supd_pid: u32,
     started: Instant,
@@ -189,23 +192,20 @@ impl State {
     }
 }
 
-/// Bind the socket and spawn the accept loop on the current `LocalSet`. Must be called
-/// inside the runtime and a `LocalSet`. An error (a bad directory, a live socket or lock
-/// of another supd) leaves nothing behind to clean up.
+/// Take the socket (or find out it must wait for it) and spawn the task that serves it
+/// on the current `LocalSet`. Must be called inside the runtime and a `LocalSet`. An
+/// error (a bad directory, a group that does not exist, a directory at the socket's
+/// name) leaves nothing behind to clean up; another supd holding the lock or serving
+/// the socket is not an error: the task waits for it to leave.
 pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     let args = &context.config;
-    let path = protocol::socket_path(&args.socket_dir, &args.service);
-    let (socket, listener) =
-        SocketFile::bind(path, args.socket_mode, args.socket_group.as_deref())?;
-    let listener = UnixListener::from_std(listener)?;
-    crate::info!(
-        "serving requests",
-        socket = socket.path().display(),
-        mode = format!("{:04o}", args.socket_mode),
-        callbacks = args.callbacks.display()
-    );
-    let state = new_state(context, Some(socket));
-    let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
+    let service = args.service.clone();
+    let path = protocol::socket_path(&args.socket_dir, &service);
+    let first = SocketFile::try_bind(&path, args.socket_mode, args.socket_group.as_deref())?;
+    let config = context.config.clone();
+    let state = new_state(context);
+    let task = serve(state.clone(), config, path, first);
+    let accept = tokio::task::spawn_local(task).abort_handle();
     Ok(ServerHandle {
         state,
         accept: Some(accept),
@@ -216,12 +216,12 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
 /// socket that could not be bound, with an in-process schedule).
 pub fn start_without_socket(context: ServerContext) -> ServerHandle {
     ServerHandle {
-        state: new_state(context, None),
+        state: new_state(context),
         accept: None,
     }
 }
 
-fn new_state(context: ServerContext, socket: Option<SocketFile>) -> Rc<State> {
+fn new_state(context: ServerContext) -> Rc<State> {
     let args = &context.config;
     let service = args.service.clone();
     Rc::new(State {
@@ -234,7 +234,7 @@ fn new_state(context: ServerContext, socket: Option<SocketFile>) -> Rc<State> {
             supd_pid: context.supd_pid,
         },
         reaper: context.reaper,
-        socket,
+        socket: RefCell::new(None),
         service_pid: context.service_pid,
         supd_pid: context.supd_pid,
         started: Instant::now(),
@@ -391,5 +391,77 @@ fn ending_outcome(id: u64, action: &str, ending: Ending, duration: Duration) -> 
             kind: ErrorKind::Internal,
             message,
         },
+    }
+}
+
+/// Serve the socket: at once when `first` bound it, else after waiting for it.
+///
+/// Waiting is a plain timer, every [`socket::LOCK_RETRY`] (250 ms) while another supd
+/// holds the lock: a `flock` that blocks would block PID 1 (or need a thread, which
+/// signals and the one reaper forbid), and no portable event says "the lock is free"
+/// (inotify sees the holder's close, but not on every filesystem a shared /run may be,
+/// nor a lock inherited by a child). Only a supd that waits wakes up; one that serves
+/// makes no wakeup of its own.
+async fn serve(state: Rc<State>, config: Config, path: PathBuf, first: Attempt) {
+    let mut attempt = first;
+    let mut waiting: Option<(Instant, String)> = None;
+    loop {
+        match attempt {
+            Attempt::Bound(socket, listener) => {
+                let listener = match UnixListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        crate::error!(
+                            "request socket unavailable; running the service without it",
+                            error = e
+                        );
+                        socket.remove();
+                        return;
+                    }
+                };
+                if let Some((since, _)) = &waiting {
+                    crate::info!(
+                        "the request socket is free; taking it over",
+                        socket = path.display(),
+                        waited_ms = since.elapsed().as_millis()
+                    );
+                }
+                crate::info!(
+                    "serving requests",
+                    socket = socket.path().display(),
+                    mode = format!("{:04o}", config.socket_mode),
+                    callbacks = config.callbacks.display()
+                );
+                *state.socket.borrow_mut() = Some(socket);
+                accept_loop(state, listener).await;
+                return;
+            }
+            Attempt::Wait { reason, retry } => {
+                if waiting.as_ref().map(|(_, last)| last) != Some(&reason) {
+                    crate::warn!(
+                        "request socket not available yet; trying again",
+                        reason = reason,
+                        every_ms = retry.as_millis()
+                    );
+                    let since = waiting.map_or_else(Instant::now, |(since, _)| since);
+                    waiting = Some((since, reason));
+                }
+                tokio::time::sleep(retry).await;
+                if state.closed.get() {
+                    return;
+                }
+                let group = config.socket_group.as_deref();
+                attempt = match SocketFile::try_bind(&path, config.socket_mode, group) {
+                    Ok(attempt) => attempt,
+                    Err(e) => {
+                        crate::error!(
+                            "request socket unavailable; running the service without it",
+                            error = e
+                        );
+                        return;
+                    }
+                };
+            }
+        }
     }
 }
