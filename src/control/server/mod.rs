@@ -33,8 +33,9 @@ mod connection;
 mod registry;
 mod relay;
 mod socket;
+mod verdict;
 
-pub use socket::{lock_verdict, socket_verdict, trusted_owner, LockVerdict, Probe, SocketVerdict};
+pub use verdict::{lock_verdict, socket_verdict, trusted_owner, LockVerdict, Probe, SocketVerdict};
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
