@@ -10,6 +10,7 @@ mod socket;
 mod stalled_log;
 mod supctl;
 mod term_once;
+mod volume;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
