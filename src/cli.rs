@@ -172,7 +172,7 @@ pub struct SocketArgs {
     #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_UID")]
     pub allow_uid: Vec<u32>,
 
-    /// Only peers with these gids may send requests.
+    /// Only peers with these gids (primary or supplementary) may send requests.
     #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_GID")]
     pub allow_gid: Vec<u32>,
 }

@@ -4,6 +4,7 @@
 //! on these; none of them is imported back.
 
 pub mod inotify;
+pub mod peer;
 pub mod process;
 pub mod reaper;
 pub mod signals;

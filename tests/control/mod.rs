@@ -2,6 +2,7 @@
 //! bash callbacks (tests/fixtures/control/callbacks.sh), and as the service the signal
 //! recorder (tests/fixtures/record-signals.pl), which logs every signal it receives.
 
+mod access;
 mod clients;
 mod limits;
 mod requests;
