@@ -4,6 +4,7 @@
 
 mod access;
 mod clients;
+mod hardening;
 mod limits;
 mod requests;
 mod shutdown;

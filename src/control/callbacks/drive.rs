@@ -171,6 +171,32 @@ impl Output {
     }
 }
 
+/// Kill a run that timed out: its process group (setpgid in spawn), and every process
+/// below it that left the group (a `setsid` daemon, a job with a group of its own) with
+/// that process's own group when it leads one. The processes below are listed BEFORE the
+/// group dies: afterwards they are orphans reparented to supd, no longer below the run.
+fn kill_run(pid: i32) {
+    let below = process::descendants_with_state(pid);
+    process::send(-pid, libc::SIGKILL);
+    for process in below.iter().filter(|b| b.pgrp != pid) {
+        if process.pgrp == process.pid {
+            process::send(-process.pid, libc::SIGKILL);
+        }
+        process::send(process.pid, libc::SIGKILL);
+    }
+    if !below.is_empty() {
+        crate::debug!(
+            "killed the processes below a timed-out callback",
+            pgid = pid,
+            below = below
+                .iter()
+                .map(|b| b.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
 impl Run {
     /// Follow the callback to its end: relay output, enforce the timeout, and return how
     /// it ended and how long it took. The final event is queued in `outbox` too.
@@ -278,10 +304,9 @@ impl Run {
                 }
                 () = &mut deadline, if !timed_out && exited.is_none() => {
                     timed_out = true;
-                    crate::warn!("callback timed out: killing its process group",
+                    crate::warn!("callback timed out: killing its process group and what it started",
                         action = action, id = id, pgid = pid, timeout = format!("{timeout:?}"));
-                    // The group is the callback's own (setpgid in spawn).
-                    process::send(-(pid as i32), libc::SIGKILL);
+                    kill_run(pid as i32);
                 }
                 () = &mut linger, if exited.is_some() && full.is_none() => {
                     crate::debug!("callback left its output open; not waiting for it",
@@ -327,7 +352,7 @@ impl Run {
             Ending::TimedOut(_) => Event::error(
                 ErrorKind::Timeout,
                 format!(
-                    "{action} ran past the callback timeout ({timeout:?}); its process group was killed"
+                    "{action} ran past the callback timeout ({timeout:?}); its process group and the processes it started were killed"
                 ),
             ),
             Ending::Failed(message) => Event::error(
