@@ -9,12 +9,16 @@
 #   client and with 8 concurrent clients (examples/ping_load.rs, plain blocking sockets);
 # - a no-op callback through `supctl send` against running the same bash command
 #   directly (`bash -c 'source lib; source cb; CB_noop root'`), with hyperfine;
-# - supd's idle RSS and wakeups (context switches over IDLE_SECONDS) with the socket open.
+# - supd's idle RSS and wakeups (context switches over IDLE_SECONDS) with the socket open;
+# - throughput: a callback that `cat`s THROUGHPUT_MB MB of 100-byte lines, through
+#   `supctl send` into a pipe, next to `cat` of the same file into a pipe (MB/s, ratio),
+#   and supd's VmHWM over it (backpressure keeps it bounded).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 IDLE_SECONDS=${IDLE_SECONDS:-10}
 LOAD_SECONDS=${LOAD_SECONDS:-5}
+THROUGHPUT_MB=${THROUGHPUT_MB:-64}
 
 for tool in hyperfine jq; do
     command -v "$tool" >/dev/null || apt-get install -y "$tool" >&2
@@ -41,7 +45,7 @@ trap cleanup EXIT
 # The real helper library, and a callbacks file with a no-op.
 LIB=$PWD/target-sbin/callbacks-lib.sh
 [ -f "$LIB" ] || { printf 'set -eo pipefail\n' >"$work/lib.sh"; LIB=$work/lib.sh; }
-printf 'CB_noop() { :; }\n' >"$work/callbacks.sh"
+printf 'CB_noop() { :; }\nCB_cat() { cat -- "$2"; }\n' >"$work/callbacks.sh"
 ln -s "$SUPD" "$work/supctl"
 
 SERVICE=bench
@@ -89,6 +93,26 @@ noop=$("$LOAD" "$sock" 1 3 "root noop")
 noop_ms=$(awk -v x="$(field "$noop" p50_us)" 'BEGIN { printf "%.2f", x / 1000 }')
 sock_ratio=$(awk -v a="$noop_ms" -v b="$d_med" 'BEGIN { printf "%.2f", a / b }')
 
+# --- throughput: a large output through supctl, next to cat --------------------------------
+big=$work/big.txt
+head -n $((THROUGHPUT_MB * 1024 * 1024 / 100)) < <(yes "$(printf '%099d' 0)") >"$big"
+big_bytes=$(stat -c %s "$big")
+big_lines=$(wc -l <"$big")
+hyperfine --warmup 1 --runs 5 --export-json "$work/tp.json" \
+    "cat $big | cat >/dev/null" \
+    "$work/supctl --socket-dir $work send $SERVICE cat $big | cat >/dev/null" >&2
+tp_cat=$(jq -r '.results[0].median' "$work/tp.json")
+tp_via=$(jq -r '.results[1].median' "$work/tp.json")
+# Check once that every line arrived and the exit status came back.
+got=$("$work/supctl" --socket-dir "$work" send "$SERVICE" cat "$big" | wc -l)
+[ "$got" = "$big_lines" ] || { echo "supctl got $got of $big_lines lines" >&2; exit 1; }
+mbs() { awk -v b="$big_bytes" -v t="$1" 'BEGIN { printf "%.0f", b / 1048576 / t }'; }
+tp_cat_mbs=$(mbs "$tp_cat")
+tp_via_mbs=$(mbs "$tp_via")
+tp_ratio=$(awk -v a="$tp_cat" -v b="$tp_via" 'BEGIN { printf "%.1f", b / a }')
+tp_lines=$(awk -v n="$big_lines" -v t="$tp_via" 'BEGIN { printf "%.0f", n / t }')
+tp_hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$supd_pid/status")
+
 # --- the section ------------------------------------------------------------------------
 cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
 f1() { awk -v x="$1" 'BEGIN { printf "%.1f", x }'; }
@@ -116,6 +140,10 @@ section=$work/section.md
     echo "| idle RSS with the socket open | $idle_rss KiB | ≤ 2048 KiB |"
     echo "| context switches in ${IDLE_SECONDS} s idle, socket open | $idle_ctx | 0 |"
     echo "| RSS after the load / VmHWM | $after_rss KiB / $hwm KiB | |"
+    echo "| throughput: \`cat\` of $THROUGHPUT_MB MiB (100-byte lines, whole) into a pipe (median) | $tp_cat_mbs MiB/s | |"
+    echo "| throughput: the same \`cat\` as a callback, through \`supctl send\` into a pipe (median) | $tp_via_mbs MiB/s ($tp_lines lines/s) | |"
+    echo "| supctl time / cat time (throughput) | ${tp_ratio}x | |"
+    echo "| supd VmHWM after the throughput runs | $tp_hwm KiB | bounded |"
     echo
     echo "Round trips: \`examples/ping_load.rs\`, each request on a fresh connection" \
         "(connect, \`root ping\\n\`, read to EOF), ${LOAD_SECONDS} s per row. Callback rows:" \
@@ -123,7 +151,11 @@ section=$work/section.md
         "\`target-sbin/callbacks-lib.sh\`; the supctl row adds supctl's start, the socket" \
         "round trip, supd's spawn and the fd-3 handshake. On this VM a process start alone" \
         "(\`/bin/true\`) costs about as much as half a bash run, so any client process" \
-        "misses the 15% goal by that much; the socket row isolates supd's own overhead."
+        "misses the 15% goal by that much; the socket row isolates supd's own overhead." \
+        "Throughput rows: hyperfine, 1 warm-up + 5 runs (\`sh -c\`, both piped through a" \
+        "second \`cat\` to /dev/null); each line crosses bash's pipe, supd (split into lines," \
+        "one JSON event each), the socket and supctl (parsed, printed); supd at \`-q\`, so" \
+        "callback lines are not logged. A run that got fewer lines fails the script."
     echo
     echo "<!-- control:end -->"
 } >"$section"

@@ -165,7 +165,7 @@ pub struct SocketArgs {
     #[arg(long, default_value = "1h", value_parser = parse_duration, env = "SUPD_CALLBACK_TIMEOUT")]
     pub callback_timeout: Duration,
 
-    /// Mode of the socket file (octal).
+    /// Mode of the socket file (octal permission bits, 0 to 0777).
     #[arg(long, default_value = "0660", value_parser = parse_mode, env = "SUPD_SOCKET_MODE")]
     pub socket_mode: u32,
 
@@ -178,7 +178,7 @@ pub struct SocketArgs {
     #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_UID")]
     pub allow_uid: Vec<u32>,
 
-    /// Only peers with these gids may send requests.
+    /// Only peers with these gids (primary or supplementary) may send requests.
     #[arg(long, value_delimiter = ',', env = "SUPD_ALLOW_GID")]
     pub allow_gid: Vec<u32>,
 }
@@ -437,11 +437,18 @@ fn parse_exit_pair(text: &str) -> Result<(u8, u8), String> {
     Ok((code(from)?, code(to)?))
 }
 
+/// A socket file's permission bits, 0 to 0777: setuid, setgid and sticky mean nothing
+/// on a socket, so they are refused rather than set.
 fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("bad octal mode {text:?}"))
+    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .map_err(|_| format!("bad octal mode {text:?}"))?;
+    if mode > 0o777 {
+        return Err(format!(
+            "mode {text:?} has bits beyond 0777 (setuid, setgid, sticky): a socket takes \
+             permission bits only"
+        ));
+    }
+    Ok(mode)
 }
 
 /// One face of the binary, configured.

@@ -118,6 +118,14 @@ async fn send(
         err!("supctl: {e}");
         return exit::EX_USAGE;
     }
+    let length = req.to_line().len();
+    if length > protocol::MAX_REQUEST {
+        err!(
+            "supctl: request too long ({length} bytes with its arguments, at most {})",
+            protocol::MAX_REQUEST
+        );
+        return exit::EX_USAGE;
+    }
     let path = protocol::socket_path(dir, service);
     let started = Instant::now();
     let print = |raw: &str, event: &Event| {
@@ -264,6 +272,12 @@ async fn services(dir: &Path, json: bool) -> i32 {
             Ok(Ok(Outcome::Answer(Event::Pong { .. }))) => "up".to_string(),
             Ok(Ok(Outcome::Refused { kind, .. })) => kind.to_string(),
             Ok(Ok(_)) => "up".to_string(),
+            // The socket's mode or group keeps this user out: it may well be up.
+            Ok(Err(ClientError::Unreachable { source, .. }))
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                "no-permission".to_string()
+            }
             Ok(Err(ClientError::Unreachable { .. })) => "down".to_string(),
             Ok(Err(ClientError::Untrusted { uid, .. })) => format!("untrusted (uid {uid})"),
             Ok(Err(_)) => "broken".to_string(),

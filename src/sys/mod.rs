@@ -5,6 +5,7 @@
 
 pub mod fs;
 pub mod inotify;
+pub mod peer;
 pub mod process;
 pub mod reaper;
 pub mod signals;

@@ -82,12 +82,18 @@ fn slow_reader_never_blocks_the_callback() {
     let hwm = status_kib(supd.pid() as i32, "VmHWM:");
     let rss = status_kib(supd.pid() as i32, "VmRSS:");
     eprintln!("flood: alone {baseline:?}, stuck client {with_client:?}, supd VmHWM {hwm} KiB, VmRSS {rss} KiB");
+    // Backpressure holds the callback while the client's queue is full; the client
+    // that makes no progress is dropped after 5 s (CLIENT_STALL), then the flood goes on.
     assert!(
-        with_client < baseline * 2 + Duration::from_secs(2),
+        with_client < baseline * 2 + Duration::from_secs(5 + 2),
         "alone {baseline:?}, with a stuck client {with_client:?}"
     );
     assert!(hwm < 32 * 1024, "VmHWM {hwm} KiB");
-    assert!(supd.log().contains("client too slow"), "{}", supd.log());
+    assert!(
+        supd.log().contains("client stopped reading"),
+        "{}",
+        supd.log()
+    );
     drop(stream);
 }
 

@@ -2,7 +2,9 @@
 //! bash callbacks (tests/fixtures/control/callbacks.sh), and as the service the signal
 //! recorder (tests/fixtures/record-signals.pl), which logs every signal it receives.
 
+mod access;
 mod clients;
+mod hardening;
 mod hostile_dir;
 mod limits;
 mod requests;
@@ -12,6 +14,7 @@ mod socket;
 mod stalled_log;
 mod supctl;
 mod term_once;
+mod volume;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;

@@ -8,6 +8,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
 use super::lines::Lines;
+use super::outbox::CLIENT_STALL;
 use super::{Ending, Outbox, Run, OUTBOX_LIMIT};
 use crate::control::protocol::{self, ErrorKind, Event, VERSION};
 use crate::sys::process;
@@ -80,16 +81,27 @@ impl Sink<'_> {
     fn send(&mut self, event: &Event) {
         if let Some(outbox) = &self.outbox {
             if !outbox.push(event) {
-                if outbox.overflowed() {
-                    crate::warn!(
-                        "client too slow: dropped it, the callback runs on",
-                        action = self.action,
-                        id = self.id,
-                        queued_limit = OUTBOX_LIMIT
-                    );
-                }
                 self.outbox = None;
             }
+        }
+    }
+
+    /// The client's queue is full: read no more output until it drains.
+    fn full(&self) -> Option<&Rc<Outbox>> {
+        self.outbox.as_ref().filter(|outbox| outbox.is_full())
+    }
+
+    /// The client made no progress for [`CLIENT_STALL`] with a full queue: drop it.
+    fn drop_stalled(&mut self) {
+        if let Some(outbox) = self.outbox.take() {
+            crate::warn!(
+                "client stopped reading: dropped it, the callback runs on",
+                action = self.action,
+                id = self.id,
+                queued_limit = OUTBOX_LIMIT,
+                stalled = format!("{CLIENT_STALL:?}")
+            );
+            outbox.drop_client();
         }
     }
 
@@ -159,6 +171,32 @@ impl Output {
     }
 }
 
+/// Kill a run that timed out: its process group (setpgid in spawn), and every process
+/// below it that left the group (a `setsid` daemon, a job with a group of its own) with
+/// that process's own group when it leads one. The processes below are listed BEFORE the
+/// group dies: afterwards they are orphans reparented to supd, no longer below the run.
+fn kill_run(pid: i32) {
+    let below = process::descendants_with_state(pid);
+    process::send(-pid, libc::SIGKILL);
+    for process in below.iter().filter(|b| b.pgrp != pid) {
+        if process.pgrp == process.pid {
+            process::send(-process.pid, libc::SIGKILL);
+        }
+        process::send(process.pid, libc::SIGKILL);
+    }
+    if !below.is_empty() {
+        crate::debug!(
+            "killed the processes below a timed-out callback",
+            pgid = pid,
+            below = below
+                .iter()
+                .map(|b| b.pid.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+}
+
 impl Run {
     /// Follow the callback to its end: relay output, enforce the timeout, and return how
     /// it ended and how long it took. The final event is queued in `outbox` too.
@@ -192,13 +230,41 @@ impl Run {
         let mut timed_out = false;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let linger = tokio::time::sleep(Duration::MAX / 4);
+        let far = || tokio::time::Instant::now() + Duration::from_secs(86400 * 365);
+        let linger = tokio::time::sleep_until(far());
         tokio::pin!(linger);
+        // The linger's time left while it is paused: reading that waits for the client
+        // (backpressure) must not use up the linger and cut the output short.
+        let mut linger_paused: Option<Duration> = None;
+        let stall = tokio::time::sleep_until(far());
+        tokio::pin!(stall);
 
         loop {
             if exited.is_some() && !out.open && !err.open {
                 break;
             }
+            // Backpressure: with the client's queue full, leave the output in the pipes
+            // (the callback blocks writing) until the client reads.
+            let full = sink.full().map(|outbox| outbox.progress());
+            let now = tokio::time::Instant::now();
+            if let Some(progress) = full {
+                let at = tokio::time::Instant::from_std(progress + CLIENT_STALL);
+                if stall.deadline() != at {
+                    stall.as_mut().reset(at);
+                }
+                if exited.is_some() && linger_paused.is_none() {
+                    linger_paused = Some(linger.deadline().saturating_duration_since(now));
+                    linger.as_mut().reset(far());
+                }
+            } else if let Some(left) = linger_paused.take() {
+                linger.as_mut().reset(now + left);
+            }
+            let drained = async {
+                match sink.full() {
+                    Some(outbox) => outbox.drained.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 read = handshake.read_buf(&mut hs_buf), if hs_open => {
@@ -224,16 +290,25 @@ impl Run {
                     exited = Some(result.unwrap_or(Exit::Signal(libc::SIGKILL)));
                     linger.as_mut().reset(tokio::time::Instant::now() + LINGER);
                 }
-                read = out.pipe.read(&mut out.buf), if out.open => out.got(read, &mut sink),
-                read = err.pipe.read(&mut err.buf), if err.open => err.got(read, &mut sink),
+                read = out.pipe.read(&mut out.buf), if out.open && full.is_none() => {
+                    out.got(read, &mut sink)
+                }
+                read = err.pipe.read(&mut err.buf), if err.open && full.is_none() => {
+                    err.got(read, &mut sink)
+                }
+                () = drained, if full.is_some() => {}
+                () = &mut stall, if full.is_some() => {
+                    if sink.full().is_some_and(|o| o.progress().elapsed() >= CLIENT_STALL) {
+                        sink.drop_stalled();
+                    }
+                }
                 () = &mut deadline, if !timed_out && exited.is_none() => {
                     timed_out = true;
-                    crate::warn!("callback timed out: killing its process group",
+                    crate::warn!("callback timed out: killing its process group and what it started",
                         action = action, id = id, pgid = pid, timeout = format!("{timeout:?}"));
-                    // The group is the callback's own (setpgid in spawn).
-                    process::send(-(pid as i32), libc::SIGKILL);
+                    kill_run(pid as i32);
                 }
-                () = &mut linger, if exited.is_some() => {
+                () = &mut linger, if exited.is_some() && full.is_none() => {
                     crate::debug!("callback left its output open; not waiting for it",
                         action = action, id = id);
                     break;
@@ -277,7 +352,7 @@ impl Run {
             Ending::TimedOut(_) => Event::error(
                 ErrorKind::Timeout,
                 format!(
-                    "{action} ran past the callback timeout ({timeout:?}); its process group was killed"
+                    "{action} ran past the callback timeout ({timeout:?}); its process group and the processes it started were killed"
                 ),
             ),
             Ending::Failed(message) => Event::error(

@@ -12,10 +12,26 @@ use crate::control::protocol;
 use crate::sys::process;
 use crate::sys::reaper::Reaper;
 
-/// Lists the `CB_` functions; `#end` proves the files loaded.
-const LIST_SCRIPT: &str = r#"{ if [ -n "$SUPD_CALLBACK_LIB" ]; then source "$SUPD_CALLBACK_LIB"; fi; source "$SUPD_CALLBACKS"; } </dev/null >/dev/null 2>&1
+/// Lists the `CB_` functions. What sourcing prints on stderr comes first (its stdout is
+/// dropped), then `#loaded`; the function names; `#end` proves it all went through. A
+/// file that fails to source (a syntax error, a failing last command) exits with its
+/// status and no `#loaded`, as the callbacks themselves would (`source ... || exit`).
+const LIST_SCRIPT: &str = r#"{ if [ -n "$SUPD_CALLBACK_LIB" ]; then source "$SUPD_CALLBACK_LIB" || exit; fi; source "$SUPD_CALLBACKS" || exit; } </dev/null 2>&1 >/dev/null
+echo '#loaded'
 compgen -A function CB_ || :
 echo '#end'"#;
+
+/// The first lines bash printed while a file failed to load, for the error message.
+fn load_error(output: &str) -> String {
+    let mut message = String::new();
+    for line in output.lines().filter(|l| !l.trim().is_empty()).take(3) {
+        if !message.is_empty() {
+            message.push_str("; ");
+        }
+        message.extend(line.chars().take(200));
+    }
+    message
+}
 
 /// The actions the callbacks file defines, sorted (runs bash, like a callback would).
 pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String>, String> {
@@ -55,10 +71,26 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
         return Err("loading the callbacks took longer than 10s".into());
     }
     let text = String::from_utf8_lossy(&output);
-    if !text.lines().any(|l| l == "#end") {
-        return Err("the callbacks file failed to load".into());
+    let Some((errors, listed)) = text.split_once("#loaded\n") else {
+        let status = match result {
+            Ok(Ok(exit)) => format!(" ({exit})"),
+            _ => String::new(),
+        };
+        let mut message = format!("the callbacks file failed to load{status}");
+        let errors = load_error(&text);
+        if !errors.is_empty() {
+            message.push_str(": ");
+            message.push_str(&errors);
+        }
+        return Err(message);
+    };
+    if !listed.lines().any(|l| l == "#end") {
+        return Err(format!(
+            "the callbacks file failed to load: {}",
+            load_error(errors)
+        ));
     }
-    let mut actions: Vec<String> = text
+    let mut actions: Vec<String> = listed
         .lines()
         .filter_map(protocol::action_of_function)
         .collect();

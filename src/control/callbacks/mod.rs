@@ -14,9 +14,10 @@
 //! a stale cache of the callbacks file. Output printed while the files are sourced is
 //! held back until the handshake, so `started` always comes first.
 //!
-//! The run is its own task: it keeps reading the callback's stdout and stderr whatever
-//! the client does (a slow or vanished client never blocks the callback), and the
-//! client's connection only gets what fits in its [`Outbox`].
+//! The run is its own task: a vanished client never stops the callback. The client's
+//! connection drains its [`Outbox`]; when that is full the run pauses reading the
+//! callback's pipes until it drains (backpressure: a client that reads gets every line),
+//! and drops a client that made no progress for [`outbox::CLIENT_STALL`].
 //!
 //! - `spawn`: the bash, its environment and the handshake pipe;
 //! - `drive`: following a run to its end (handshake, output, timeout, final event);

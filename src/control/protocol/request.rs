@@ -170,7 +170,15 @@ pub fn parse_request(raw: &[u8]) -> Result<Request, RequestError> {
         let (Some(user), Some(action)) = (tokens.next(), tokens.next()) else {
             return Err(RequestError::new("expected USER ACTION [ARG...]"));
         };
-        let args: Vec<String> = tokens.take(MAX_ARGS + 1).map(str::to_string).collect();
+        let args: Vec<String> = tokens.by_ref().take(MAX_ARGS).map(str::to_string).collect();
+        // Count the rest, so that the error says how many there were (not 65).
+        let more = tokens.count();
+        if more > 0 {
+            return Err(RequestError::new(format!(
+                "too many arguments ({}, at most {MAX_ARGS})",
+                MAX_ARGS + more
+            )));
+        }
         Request {
             user: user.to_string(),
             action: action.to_string(),

@@ -2,6 +2,7 @@
 //! peer credentials, the request line, built-ins, starting a callback.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -10,15 +11,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::relay::relay;
-use super::{State, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, REPLY_WRITE, REQUEST_IDLE};
+use super::{
+    State, DENIED_LOG_EVERY, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, MAX_REFUSED,
+    REFUSED_LINGER, REPLY_WRITE, REQUEST_IDLE,
+};
 use crate::control::callbacks::{self, Outbox};
 use crate::control::protocol::{self, ErrorKind, Event, Request, MAX_REQUEST, VERSION};
 
 pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
     let mut conn_id: u64 = 0;
+    let mut refused = Refused::default();
     loop {
         make_room(&state).await;
-        let stream = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = refused.expired() => continue,
+        };
+        let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
                 // EMFILE/ENFILE/ENOBUFS: pause instead of spinning on the pending connection.
@@ -27,6 +36,20 @@ pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
                 continue;
             }
         };
+        // The allowlist is checked here, before the connection costs a read slot or a
+        // task: a denied uid holding thousands of connections must not slow anyone.
+        let peer = match Peer::of(&stream, state.allow_gid.is_empty()) {
+            Ok(peer) => peer,
+            Err(e) => {
+                crate::warn!("no peer credentials; closing", error = e);
+                continue;
+            }
+        };
+        if !state.allowed(&peer) {
+            deny(&state, &stream, &peer);
+            refused.keep(stream);
+            continue;
+        }
         if state.connections.get() >= MAX_CONNECTIONS {
             crate::warn!(
                 "too many connections; closing a new one",
@@ -37,11 +60,47 @@ pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
         }
         conn_id += 1;
         state.connections.set(state.connections.get() + 1);
-        let task = tokio::task::spawn_local(connection(state.clone(), stream, conn_id));
+        let task = tokio::task::spawn_local(connection(state.clone(), stream, peer, conn_id));
         state
             .reading
             .borrow_mut()
             .insert(conn_id, (Instant::now(), task.abort_handle()));
+    }
+}
+
+/// Denied connections, kept [`REFUSED_LINGER`] at most after their `denied` event with
+/// supd's side shut: a client that connected and had not yet written its request would
+/// otherwise get EPIPE writing it, and never read why. At most [`MAX_REFUSED`] (the
+/// oldest goes first), so a flood of denied connections holds no more fds than that.
+#[derive(Default)]
+struct Refused(VecDeque<(Instant, std::os::unix::net::UnixStream)>);
+
+impl Refused {
+    fn keep(&mut self, stream: UnixStream) {
+        let Ok(stream) = stream.into_std() else {
+            return;
+        };
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        while self.0.len() >= MAX_REFUSED {
+            self.0.pop_front();
+        }
+        self.0.push_back((Instant::now(), stream));
+    }
+
+    /// Closes the ones whose time is up; resolves when it closed some (never when none
+    /// is kept: an idle supd has no timer).
+    async fn expired(&mut self) {
+        let Some((since, _)) = self.0.front() else {
+            return std::future::pending().await;
+        };
+        tokio::time::sleep_until((*since + REFUSED_LINGER).into()).await;
+        while self
+            .0
+            .front()
+            .is_some_and(|(since, _)| since.elapsed() >= REFUSED_LINGER)
+        {
+            self.0.pop_front();
+        }
     }
 }
 
@@ -101,29 +160,60 @@ impl Drop for ConnectionGuard {
     }
 }
 
-/// Peer credentials from SO_PEERCRED.
-#[derive(Clone, Copy)]
+/// Peer credentials from SO_PEERCRED, and the supplementary groups (SO_PEERGROUPS) when
+/// an `--allow-gid` needs them.
 struct Peer {
     uid: u32,
     gid: u32,
     pid: i32,
+    groups: Vec<u32>,
 }
 
-async fn connection(state: Rc<State>, mut stream: UnixStream, id: u64) {
-    let guard = ConnectionGuard {
-        state: state.clone(),
-        id,
-    };
-    let peer = match stream.peer_cred() {
-        Ok(cred) => Peer {
+impl Peer {
+    fn of(stream: &UnixStream, skip_groups: bool) -> io::Result<Peer> {
+        use std::os::fd::AsFd;
+        let cred = stream.peer_cred()?;
+        let groups = if skip_groups {
+            Vec::new()
+        } else {
+            // Without them (an old kernel), only the primary gid can match.
+            crate::sys::peer::groups(stream.as_fd()).unwrap_or_default()
+        };
+        Ok(Peer {
             uid: cred.uid(),
             gid: cred.gid(),
             pid: cred.pid().unwrap_or(0),
-        },
-        Err(e) => {
-            crate::warn!("no peer credentials; closing", error = e);
-            return;
-        }
+            groups,
+        })
+    }
+}
+
+/// Refuse a peer the allowlist denies, at accept: one `denied` event if the socket takes
+/// it at once (a fresh connection's buffer is empty), nothing read (then [`Refused`]
+/// closes it). Logged at most once a second, with the count of the others.
+fn deny(state: &State, stream: &UnixStream, peer: &Peer) {
+    let message = format!("uid {} gid {} may not send requests", peer.uid, peer.gid);
+    let line = Event::error(ErrorKind::Denied, message).to_line();
+    let _ = stream.try_write(line.as_bytes());
+    let (since, more) = state.denied.get();
+    if since.is_some_and(|t| t.elapsed() < DENIED_LOG_EVERY) {
+        state.denied.set((since, more + 1));
+        return;
+    }
+    state.denied.set((Some(Instant::now()), 0));
+    crate::warn!(
+        "request denied",
+        peer_uid = peer.uid,
+        peer_gid = peer.gid,
+        peer_pid = peer.pid,
+        unlogged_since_last = more
+    );
+}
+
+async fn connection(state: Rc<State>, mut stream: UnixStream, peer: Peer, id: u64) {
+    let guard = ConnectionGuard {
+        state: state.clone(),
+        id,
     };
     let line = tokio::time::timeout(REQUEST_IDLE, read_request(&mut stream)).await;
     guard.done_reading();
@@ -179,18 +269,6 @@ async fn connection(state: Rc<State>, mut stream: UnixStream, id: u64) {
         peer_gid = peer.gid,
         peer_pid = peer.pid
     );
-    if !state.allowed(peer) {
-        crate::warn!(
-            "request denied",
-            action = request.action,
-            peer_uid = peer.uid,
-            peer_gid = peer.gid,
-            peer_pid = peer.pid
-        );
-        let message = format!("uid {} gid {} may not send requests", peer.uid, peer.gid);
-        reply(&mut stream, &Event::error(ErrorKind::Denied, message)).await;
-        return;
-    }
     match request.action.as_str() {
         "ping" => {
             let event = Event::Pong {
@@ -265,7 +343,9 @@ async fn reply(stream: &mut UnixStream, event: &Event) {
 }
 
 impl State {
-    fn allowed(&self, peer: Peer) -> bool {
+    /// The allowlist (when any is given): uid 0 and supd's own uid always pass; else the
+    /// uid, the primary gid or a supplementary group must be listed.
+    fn allowed(&self, peer: &Peer) -> bool {
         if self.allow_uid.is_empty() && self.allow_gid.is_empty() {
             return true;
         }
@@ -273,6 +353,7 @@ impl State {
             || peer.uid == nix::unistd::getuid().as_raw()
             || self.allow_uid.contains(&peer.uid)
             || self.allow_gid.contains(&peer.gid)
+            || peer.groups.iter().any(|g| self.allow_gid.contains(g))
     }
 }
 

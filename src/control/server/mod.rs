@@ -26,8 +26,10 @@
 //! client.
 //!
 //! Access: the socket file's mode and group are the first gate. When `--allow-uid` or
-//! `--allow-gid` is given, the peer's SO_PEERCRED must match one of them; uid 0 and
-//! supd's own uid are always allowed (they own the socket file anyway).
+//! `--allow-gid` is given, the peer's SO_PEERCRED uid or gid, or one of its
+//! supplementary groups (SO_PEERGROUPS), must match one of them; uid 0 and supd's own
+//! uid are always allowed (they own the socket file anyway). The check is made at
+//! accept: a denied peer gets its `denied` event and is closed before anything is read.
 
 mod connection;
 mod registry;
@@ -67,6 +69,12 @@ pub const REQUEST_IDLE: Duration = Duration::from_secs(5);
 /// Most actions whose last result `status` keeps (only a broken callbacks file lets
 /// arbitrary action names end as results; beyond this the oldest result is forgotten).
 pub const MAX_LAST_RESULTS: usize = 256;
+/// Denied connections kept open (supd's side shut) so that their client can still write
+/// its request and read the `denied` event: at most this many, this long.
+pub const MAX_REFUSED: usize = 64;
+pub const REFUSED_LINGER: Duration = Duration::from_millis(500);
+/// Denied connections are logged at most once in this long (a flood would fill the log).
+const DENIED_LOG_EVERY: Duration = Duration::from_secs(1);
 /// How long a one-shot reply (error, built-in) may take to write.
 const REPLY_WRITE: Duration = Duration::from_secs(5);
 
@@ -174,6 +182,8 @@ struct State {
     /// A `list` is running its bash: at most one at a time (it is not a callback, so
     /// `--max-callbacks` does not bound it, and every request would start a bash).
     listing: Cell<bool>,
+    /// When a denied connection was last logged, and how many were denied since.
+    denied: Cell<(Option<Instant>, u64)>,
     /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
     no_connections: tokio::sync::Notify,
 }
@@ -247,6 +257,7 @@ fn new_state(context: ServerContext) -> Rc<State> {
         closed: Cell::new(false),
         on_close: tokio::sync::Notify::new(),
         listing: Cell::new(false),
+        denied: Cell::new((None, 0)),
         no_connections: tokio::sync::Notify::new(),
     })
 }

@@ -43,15 +43,16 @@ fn hung_up(stream: &UnixStream) -> bool {
     n == 1 && fd.revents & libc::POLLHUP != 0
 }
 
-/// Copy the outbox to the client until the final event, an overflow, or a dead client.
+/// Copy the outbox to the client until the final event, a drop (the client stopped
+/// reading), or a dead client. Each write is progress (see [`Outbox::wrote`]).
 /// With `wait == false`, stop after `started` (or the error that replaces it).
 pub(super) async fn relay(stream: &mut UnixStream, outbox: &Outbox, wait: bool) {
     loop {
         let mut data = match outbox.take() {
             Take::Data(data) => data,
             Take::Finished => return,
-            Take::Overflowed => {
-                crate::debug!("closing the connection of a client too slow to read");
+            Take::Dropped => {
+                crate::debug!("closing the connection of a client that stopped reading");
                 return;
             }
             Take::Wait => {
@@ -79,10 +80,13 @@ pub(super) async fn relay(stream: &mut UnixStream, outbox: &Outbox, wait: bool) 
             tokio::select! {
                 result = stream.write(rest) => match result {
                     Ok(0) | Err(_) => return, // the client went away; the callback runs on
-                    Ok(n) => written += n,
+                    Ok(n) => {
+                        written += n;
+                        outbox.wrote();
+                    }
                 },
                 () = outbox.dropped.notified() => {
-                    crate::debug!("closing the connection of a client too slow to read");
+                    crate::debug!("closing the connection of a client that stopped reading");
                     return;
                 }
             }
