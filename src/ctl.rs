@@ -128,15 +128,28 @@ async fn send(
     }
     let path = protocol::socket_path(dir, service);
     let started = Instant::now();
-    let print = |raw: &str, event: &Event| {
+    // The callback's stdout goes through one buffer, flushed whenever no more reply
+    // bytes wait (and before any stderr line, to keep their order): a write per burst,
+    // not per line, yet a slow callback's lines still show as they come. Errors (a
+    // closed pipe: `supctl ... | head -1`) are ignored: the exit status still matters.
+    let mut stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
+    let print = move |raw: &str, event: &Event, more: bool| {
         if json {
-            out!("{raw}");
-            return;
+            let _ = writeln!(stdout, "{raw}");
+        } else {
+            match event {
+                Event::Stdout { line } => {
+                    let _ = writeln!(stdout, "{line}");
+                }
+                Event::Stderr { line } => {
+                    let _ = stdout.flush();
+                    err!("{line}");
+                }
+                _ => {}
+            }
         }
-        match event {
-            Event::Stdout { line } => out!("{line}"),
-            Event::Stderr { line } => err!("{line}"),
-            _ => {}
+        if !more {
+            let _ = stdout.flush();
         }
     };
     let call = request_raw(&path, req, print);

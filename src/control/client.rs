@@ -145,14 +145,16 @@ pub async fn request(
     request: &Request,
     mut on_event: impl FnMut(&Event),
 ) -> Result<Outcome, ClientError> {
-    request_raw(socket, request, |_, event| on_event(event)).await
+    request_raw(socket, request, |_, event, _| on_event(event)).await
 }
 
-/// Like [`request`], also handing over each raw reply line (without its newline).
+/// Like [`request`], also handing over each raw reply line (without its newline), and
+/// whether more reply bytes have already arrived (`more`): a printer may buffer while
+/// it is true and flush once it is not, one write per burst instead of one a line.
 pub async fn request_raw(
     socket: &Path,
     request: &Request,
-    mut on_line: impl FnMut(&str, &Event),
+    mut on_line: impl FnMut(&str, &Event, bool),
 ) -> Result<Outcome, ClientError> {
     let mut stream =
         UnixStream::connect(socket)
@@ -179,7 +181,7 @@ pub async fn request_raw(
         .write_all(request.to_line().as_bytes())
         .await
         .map_err(ClientError::Io)?;
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line = Vec::new();
     let mut started_id = 0;
     loop {
@@ -204,7 +206,7 @@ pub async fn request_raw(
             .trim_end_matches('\n');
         let event: Event = serde_json::from_str(text)
             .map_err(|e| ClientError::Protocol(format!("{e}: {text:?}")))?;
-        on_line(text, &event);
+        on_line(text, &event, !reader.buffer().is_empty());
         match event {
             Event::Started { id, .. } if !request.wait => return Ok(Outcome::Detached { id }),
             Event::Started { id, .. } => started_id = id,
