@@ -120,7 +120,7 @@ sx() {
 # wait_stack TIMEOUT: until every service of the stack has all its replicas running
 # (Swarm counts a task with a healthcheck as running once it is healthy).
 wait_stack() {
-    local deadline=$((SECONDS + $1)) line pending
+    local timeout=$1 deadline=$((SECONDS + $1)) line pending
     while :; do
         pending=
         while read -r line; do
@@ -130,7 +130,7 @@ wait_stack() {
         done < <(mgr service ls --format '{{.Name}} {{.Replicas}}' 2>/dev/null | sed 's/ (.*//')
         [[ -z $pending ]] && return 0
         if ((SECONDS >= deadline)); then
-            say "not all running after $1 s:$pending"
+            say "not all running after $timeout s:$pending"
             mgr service ps --no-trunc "${stack}_mysql" "${stack}_web" "${stack}_backup-repo" "${stack}_scheduler" 2>&1 | head -n 30 >&2 || true
             return 1
         fi
@@ -165,7 +165,8 @@ else
     fail "building the images"; exit 1
 fi
 has_schedule=no
-if docker run --rm --network none --entrypoint /usr/sbin/supd "$SUPD_IMAGE" --help 2>&1 | grep -q -- '--schedule'; then
+help=$(docker run --rm --network none --entrypoint /usr/sbin/supd "$SUPD_IMAGE" --help 2>&1 || true)
+if grep -q -- '--schedule' <<<"$help"; then
     has_schedule=yes
 fi
 info "supd in the image has --schedule (issue 11): $has_schedule"
@@ -321,7 +322,7 @@ fi
 # In the repository, on the other node: the snapshot file and the data packs.
 nsnaps=$(sx backup-repo sh -c 'ls /srv/restic/mysql/snapshots | wc -l' 2>/dev/null || echo 0)
 if [[ $repo_node != "$mysql_node" && $nsnaps -ge 1 ]] \
-   && sx backup-repo test -e "/srv/restic/mysql/snapshots/$snap"; then
+   && sx backup-repo ls /srv/restic/mysql/snapshots | grep -q "^$snap"; then
     pass "snapshot ${snap:0:8} is in the repository on $repo_node ($nsnaps snapshot(s), $(sx backup-repo du -sh /srv/restic/mysql | cut -f1)), not on mysql's $mysql_node"
 else
     fail "snapshot ${snap:0:8} not found in the repository on $repo_node (mysql on $mysql_node, $nsnaps snapshots)"
@@ -379,7 +380,7 @@ else
     fail "restore latest on $moved: exit $rc, rows $rows_after, want $rows_before"; tail -n 20 "$work/restore.err"
 fi
 if [[ $has_schedule == yes ]]; then
-    first_on_new() { runs_ok mysql nightly-backup | grep -q "@$moved"; }
+    first_on_new() { [[ -n $(runs_ok mysql nightly-backup | grep "@$moved" || true) ]]; }
     if wait_for 100 first_on_new; then
         # The log line's due time is when the run was due; measured here: drain -> seen.
         bench[drain_run_s]=$(( $(date +%s) - drain_epoch ))
@@ -396,6 +397,7 @@ fi
 # `docker service update --force` replaces the replicas one by one (stop-first).
 poll=$work/poll.txt
 : >"$poll"
+touch "$work/polling"
 ( while [[ -e $work/polling ]]; do
       up=
       for ((i = 1; i <= nodes; i++)); do
@@ -403,9 +405,8 @@ poll=$work/poll.txt
       done
       echo "$(date +%s%3N)${up:- NONE}" >>"$poll"
       sleep 0.2
-  done ) &
+  done ) </dev/null &
 poller=$!
-touch "$work/polling"
 start=$(now_ns)
 rc=0; mgr service update --force --detach=false "${stack}_web" >"$work/update.log" 2>&1 || rc=$?
 update_ms=$(ms_since "$start")
@@ -446,9 +447,10 @@ fi
 
 # --- 9. the central scheduler across nodes --------------------------------------------
 sched_node=$(task_node scheduler || echo none)
-lost_ok() { svc_logs scheduler | grep -E 'job lost' | grep -q 'service=mysql'; }
+lost_line() { svc_logs scheduler | grep -E 'job lost' | grep 'service=mysql' | head -n1 || true; }
+lost_ok() { [[ -n $(lost_line) ]]; }
 if wait_for $(( 60 + 20 )) lost_ok; then
-    l=$(svc_logs scheduler | grep -E 'job lost' | grep 'service=mysql' | head -n1)
+    l=$(lost_line)
     pass "central supd scheduler on $sched_node (mysql elsewhere) logs the run as lost: ${l##*| }"
 else
     fail "no 'job lost' for mysql in the central scheduler's log on $sched_node"; svc_logs scheduler | tail -n 10
