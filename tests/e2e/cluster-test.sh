@@ -389,6 +389,7 @@ if [[ $has_schedule == yes ]]; then
     if wait_for 100 first_on_new; then
         # The log line's due time is when the run was due; measured here: drain -> seen.
         bench[drain_run_s]=$(( $(date +%s) - drain_epoch ))
+        fresh_run=yes
         pass "the next scheduled nightly-backup fired on $moved (${bench[drain_run_s]} s after the drain)"
     else
         fail "no scheduled nightly-backup on $moved within 100 s of the drain"; svc_logs mysql | tail -n 20
@@ -403,7 +404,9 @@ fi
 # rolling update of web runs in that window (it takes a minute by itself).
 if [[ $has_schedule == yes ]]; then
     now_node=$(task_node mysql)
-    sleep $(( $(seconds_to_next_minute) + 25 ))
+    # A run that has just ended here (its state is written): stop now, else after the next.
+    [[ ${fresh_run:-no} == yes ]] || sleep $(( $(seconds_to_next_minute) + 25 ))
+    sleep 2
     mgr service scale "${stack}_mysql=0" >/dev/null 2>&1
     scaled_down=$(date +%s)
     wait_for 30 sh -c "! docker exec $name-node1 docker service ps -f desired-state=running -q ${stack}_mysql | grep -q ."
