@@ -3,6 +3,9 @@
  *   init-helper orphans N             service: make N double-forked orphans, then wait
  *                                     until every one of them has been reaped (only PID 1
  *                                     and this process left in /proc); exit 0.
+ *   init-helper orphan-steps N        service: make N double-forked orphans one at a time,
+ *                                     each reaped by the init before the next is made (one
+ *                                     wakeup of the init each); exit 0.
  *   init-helper sigchild FIFO         service: write CLOCK_MONOTONIC (ns, 8 bytes) to FIFO
  *                                     from its SIGUSR1 handler; exit 0 on SIGTERM.
  *   init-helper siglat N INIT...      driver: run INIT... sigchild FIFO in a new PID
@@ -69,6 +72,30 @@ static int orphans(int n) {
         /* the grandchild exits at once; its zombie is the init's to reap */
     }
     while (others_left() > 0) usleep(200);
+    return 0;
+}
+
+/* One orphan at a time: the grandchild's pid comes back through a pipe, and the next
+ * orphan is made once kill(pid, 0) says it is gone (a zombie still answers kill). */
+static int orphan_steps(int n) {
+    for (int i = 0; i < n; i++) {
+        int fds[2];
+        if (pipe(fds) < 0) die("pipe");
+        pid_t child = fork();
+        if (child < 0) die("fork");
+        if (child == 0) {
+            pid_t grandchild = fork();
+            if (grandchild == 0) _exit(0);
+            (void)!write(fds[1], &grandchild, sizeof grandchild);
+            _exit(0);
+        }
+        pid_t grandchild = 0;
+        if (read(fds[0], &grandchild, sizeof grandchild) != sizeof grandchild) die("read");
+        close(fds[0]);
+        close(fds[1]);
+        waitpid(child, NULL, 0);
+        while (grandchild > 0 && kill(grandchild, 0) == 0) usleep(50);
+    }
     return 0;
 }
 
@@ -198,6 +225,7 @@ static int shutdown_latency(int n, char **init, int ninit) {
 
 int main(int argc, char **argv) {
     if (argc >= 3 && strcmp(argv[1], "orphans") == 0) return orphans(atoi(argv[2]));
+    if (argc >= 3 && strcmp(argv[1], "orphan-steps") == 0) return orphan_steps(atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "sigchild") == 0) return sigchild(argv[2]);
     if (argc >= 4 && strcmp(argv[1], "siglat") == 0)
         return siglat(atoi(argv[2]), argv + 3, argc - 3, argv[0]);

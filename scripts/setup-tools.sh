@@ -14,6 +14,10 @@ command -v file >/dev/null || want_apt+=(file)
 command -v logrotate >/dev/null || [ -x /usr/sbin/logrotate ] || want_apt+=(logrotate)
 command -v perl >/dev/null || want_apt+=(perl)
 command -v setpriv >/dev/null || want_apt+=(util-linux)
+# tests/schedule/inproc.rs scrapes the metrics file through a real node_exporter and
+# checks it with promtool (Debian prometheus).
+command -v prometheus-node-exporter >/dev/null || want_apt+=(prometheus-node-exporter)
+command -v promtool >/dev/null || want_apt+=(prometheus)
 if [ "${1:-}" = "--bench" ]; then
     command -v tini >/dev/null || want_apt+=(tini)
     command -v dumb-init >/dev/null || want_apt+=(dumb-init)

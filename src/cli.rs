@@ -55,6 +55,12 @@ pub struct Cli {
     #[command(flatten)]
     pub socket: SocketArgs,
 
+    #[command(flatten)]
+    pub schedule: InProcessArgs,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+
     /// The service entrypoint and its arguments (default: /usr/local/sbin/entrypoint.sh).
     /// `--` before CMD is optional: with `ENTRYPOINT ["/usr/sbin/supd"]`,
     /// `docker run IMAGE bash -l` hands supd `bash -l` as is. Everything from CMD on
@@ -177,6 +183,64 @@ pub struct SocketArgs {
     pub allow_gid: Vec<u32>,
 }
 
+/// `supd --schedule`: the service's own lines of a stack-wide schedule (DESIGN §5).
+#[derive(Debug, Clone, Args)]
+pub struct InProcessArgs {
+    /// Run this schedule.cron's lines for this service (its SERVICE is --service) in
+    /// this supd, through the same executor as socket requests; other lines are ignored.
+    #[arg(long, value_name = "FILE", env = "SUPD_SCHEDULE")]
+    pub schedule: Option<PathBuf>,
+
+    /// This replica's slot (Swarm {{.Task.Slot}}, a StatefulSet ordinal): jobs under a
+    /// `SLOT=N` line run only where N is the slot. Without it, every job runs.
+    #[arg(long, value_name = "N", env = "SUPD_SLOT", requires = "schedule")]
+    pub slot: Option<u32>,
+
+    /// Keep retrying a full service (--max-callbacks) this long (or until shortly
+    /// before the job is due again).
+    #[arg(long = "retry-for", default_value = "10m", value_parser = parse_duration,
+          env = "SUPD_RETRY_FOR")]
+    pub retry_for: Duration,
+}
+
+/// The schedule's state, catch-up, hook and metrics: `supd --schedule` and
+/// `supd scheduler` alike (DESIGN §5).
+#[derive(Debug, Clone, Args)]
+pub struct StateArgs {
+    /// Where the schedule keeps each job's last due time and results (written
+    /// atomically). Missing or unusable: logged once, the schedule runs without state.
+    #[arg(long, default_value = "/var/lib/supd", env = "SUPD_STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// At start, a job that missed due times runs once when its latest missed due time
+    /// is this recent (0: never catch up).
+    #[arg(long, default_value = "1d", value_parser = parse_duration, env = "SUPD_CATCH_UP")]
+    pub catch_up: Duration,
+
+    /// After a failed or lost run, run CMD (split into words, quotes allowed, no shell
+    /// unless CMD names one) with SUPD_JOB, SUPD_SERVICE, SUPD_ACTION, SUPD_USER,
+    /// SUPD_OUTCOME, SUPD_CODE, SUPD_DUE, SUPD_ERROR in its environment and the run's
+    /// last output lines on stdin.
+    #[arg(long, value_name = "CMD", env = "SUPD_ON_FAILURE")]
+    pub on_failure: Option<String>,
+
+    /// Write the jobs' results here in Prometheus text format after every run (for
+    /// node_exporter's textfile collector: name it *.prom in its directory).
+    #[arg(long, value_name = "FILE", env = "SUPD_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+impl StateArgs {
+    fn on_failure(&self) -> Result<Option<Vec<String>>, String> {
+        self.on_failure
+            .as_deref()
+            .map(|cmd| {
+                supd::schedule::hook::split_command(cmd).map_err(|e| format!("--on-failure: {e}"))
+            })
+            .transpose()
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(about = "Send a housekeeping request to a service (supctl)")]
 pub struct CtlArgs {
@@ -187,6 +251,12 @@ pub struct CtlArgs {
     /// Print the raw reply events (JSON lines) instead of the output.
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Also believe a server (the process listening on the socket, SO_PEERCRED) running
+    /// as this uid; root always is, and so is supctl's own uid when it is not root.
+    /// Any other server is refused (exit 76) before the request is sent.
+    #[arg(long, global = true, value_name = "UID", env = "SUPD_SERVER_UID")]
+    pub server_uid: Option<u32>,
 
     #[command(subcommand)]
     pub action: CtlCommand,
@@ -244,9 +314,19 @@ pub struct SchedulerArgs {
     #[arg(long, default_value = "/run", env = "SUPD_SOCKET_DIR")]
     pub socket_dir: PathBuf,
 
-    /// Keep retrying an absent or refusing socket this long (or until the job is due again).
+    /// Also believe a server (SO_PEERCRED of the socket's listener) running as this uid;
+    /// root always is, and so is the scheduler's own uid when it is not root. Any other
+    /// server is refused before a request is sent (retried like an unreachable socket).
+    #[arg(long, value_name = "UID", env = "SUPD_SERVER_UID")]
+    pub server_uid: Option<u32>,
+
+    /// Keep retrying an absent or refusing socket, or a full service, this long (or
+    /// until shortly before the job is due again).
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "SUPD_RETRY_FOR")]
     pub retry_for: Duration,
+
+    #[command(flatten)]
+    pub state: StateArgs,
 
     /// Validate the file, list each job and its next run, and exit (65 when invalid).
     #[arg(long, conflicts_with = "next")]
@@ -365,6 +445,7 @@ fn parse_mode(text: &str) -> Result<u32, String> {
 }
 
 /// One face of the binary, configured.
+#[allow(clippy::large_enum_variant)] // built once at start
 pub enum Face {
     Init(init::Config),
     Ctl(ctl::Config),
@@ -378,9 +459,21 @@ impl Cli {
         let level = log::Level::from_verbosity(self.log.verbose, self.log.quiet);
         let format = self.log.log_format.into();
         let face = match self.command {
-            None => Face::Init(init_config(self.init, self.socket, self.cmd)?),
-            Some(Command::Ctl(args)) => Face::Ctl(args.into()),
-            Some(Command::Scheduler(args)) => Face::Scheduler(args.into()),
+            None => Face::Init(init_config(
+                self.init,
+                self.socket,
+                self.schedule,
+                self.state,
+                self.cmd,
+            )?),
+            Some(Command::Ctl(args)) => {
+                supd::control::client::expect_server_uid(args.server_uid);
+                Face::Ctl(args.into())
+            }
+            Some(Command::Scheduler(args)) => {
+                supd::control::client::expect_server_uid(args.server_uid);
+                Face::Scheduler(scheduler_config(args)?)
+            }
         };
         Ok((level, format, face))
     }
@@ -389,11 +482,12 @@ impl Cli {
 fn init_config(
     init: InitArgs,
     socket: SocketArgs,
+    in_process: InProcessArgs,
+    state: StateArgs,
     cmd: Vec<OsString>,
 ) -> Result<init::Config, String> {
-    let server = if socket.no_socket {
-        None
-    } else {
+    let needs_executor = !socket.no_socket || in_process.schedule.is_some();
+    let executor = if needs_executor {
         Some(server::Config {
             service: service_name(socket.service.as_deref())?,
             socket_dir: socket.socket_dir,
@@ -406,7 +500,23 @@ fn init_config(
             allow_uid: socket.allow_uid,
             allow_gid: socket.allow_gid,
         })
+    } else {
+        None
     };
+    let schedule = match (in_process.schedule, &executor) {
+        (Some(file), Some(executor)) => Some(schedule::InProcess {
+            file,
+            slot: in_process.slot,
+            state_dir: state.state_dir.clone(),
+            catch_up: state.catch_up,
+            retry_for: in_process.retry_for,
+            on_failure: state.on_failure()?,
+            metrics_file: state.metrics_file.clone(),
+            executor: executor.clone(),
+        }),
+        _ => None,
+    };
+    let server = if socket.no_socket { None } else { executor };
     Ok(init::Config {
         cmd,
         grace: init.grace,
@@ -415,6 +525,7 @@ fn init_config(
         rewrite: init.rewrite,
         remap_exit: init.remap_exit,
         server,
+        schedule,
     })
 }
 
@@ -471,8 +582,9 @@ impl From<CtlArgs> for ctl::Config {
     }
 }
 
-impl From<SchedulerArgs> for schedule::Config {
-    fn from(args: SchedulerArgs) -> Self {
+fn scheduler_config(args: SchedulerArgs) -> Result<schedule::Config, String> {
+    {
+        let on_failure = args.state.on_failure()?;
         let mode = match (args.next, args.expr) {
             // clap's `requires` makes --next and --expr come together.
             (Some(count), Some(expr)) => schedule::Mode::Next {
@@ -484,12 +596,16 @@ impl From<SchedulerArgs> for schedule::Config {
             _ if args.check => schedule::Mode::Check,
             _ => schedule::Mode::Serve,
         };
-        schedule::Config {
+        Ok(schedule::Config {
             file: args.file,
             socket_dir: args.socket_dir,
             retry_for: args.retry_for,
+            state_dir: args.state.state_dir,
+            catch_up: args.state.catch_up,
+            on_failure,
+            metrics_file: args.state.metrics_file,
             mode,
-        }
+        })
     }
 }
 

@@ -202,11 +202,15 @@ fn report(service: &str, req: &Request, outcome: &Outcome, elapsed: Duration) {
                 );
             }
             for last in &status.last {
-                let result = match (last.code, last.error) {
+                let mut result = match (last.code, last.error) {
                     (Some(code), _) => format!("exit {code}"),
                     (None, Some(kind)) => kind.to_string(),
-                    (None, None) => "?".into(),
+                    (None, None) => "-".into(),
                 };
+                if let Some(outcome) = &last.outcome {
+                    // A scheduled run: its outcome first (ok, failed, lost, skipped).
+                    result = format!("{outcome} ({result})");
+                }
                 let ended = jiff::Timestamp::from_second(last.ended)
                     .map(|t| t.to_string())
                     .unwrap_or_else(|_| last.ended.to_string());
@@ -261,6 +265,7 @@ async fn services(dir: &Path, json: bool) -> i32 {
             Ok(Ok(Outcome::Refused { kind, .. })) => kind.to_string(),
             Ok(Ok(_)) => "up".to_string(),
             Ok(Err(ClientError::Unreachable { .. })) => "down".to_string(),
+            Ok(Err(ClientError::Untrusted { uid, .. })) => format!("untrusted (uid {uid})"),
             Ok(Err(_)) => "broken".to_string(),
             Err(_) => "no-answer".to_string(),
         };

@@ -25,6 +25,11 @@ pub const EX_UNAVAILABLE: i32 = 69;
 pub const EX_SOFTWARE: i32 = 70;
 /// sysexits.h EX_TEMPFAIL: the action is already running (busy).
 pub const EX_TEMPFAIL: i32 = 75;
+/// sysexits.h EX_PROTOCOL: the server is not one to believe. The process listening on
+/// the socket (SO_PEERCRED) is neither root, nor the `--server-uid`, nor (for a client
+/// that is not root) the client's own uid: an impostor squatting on the socket's name.
+/// The client sent it nothing.
+pub const EX_PROTOCOL: i32 = 76;
 /// sysexits.h EX_NOPERM: the server denied the request.
 pub const EX_NOPERM: i32 = 77;
 /// GNU timeout(1): a deadline passed (the callback's, or supctl's --timeout).

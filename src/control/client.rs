@@ -1,10 +1,14 @@
 //! The client side of the request socket: the async request API that the scheduler and
 //! `supctl` (`crate::ctl`) share.
 //!
+//! Every request first checks who listens on the socket (SO_PEERCRED,
+//! [`trusted_server`]) and refuses an untrusted server before sending anything.
+//!
 //! The API works on a current-thread runtime and needs no `LocalSet`. It never spawns
 //! processes, so it is safe next to supd's reaper.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -15,6 +19,29 @@ use crate::exit;
 /// Longest reply line a client accepts (the server splits output lines at 64 KiB; JSON
 /// escaping can grow them).
 const MAX_REPLY_LINE: u64 = 1 << 20;
+
+/// The uid `--server-uid` (env `SUPD_SERVER_UID`) names, `u64::MAX` for none: set once
+/// at startup by the command line, read by every request of this process (supctl's one,
+/// the scheduler's many).
+static SERVER_UID: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Trust a server listening as `uid` besides root (`--server-uid`).
+pub fn expect_server_uid(uid: Option<u32>) {
+    SERVER_UID.store(uid.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+}
+
+fn expected_server_uid() -> Option<u32> {
+    u32::try_from(SERVER_UID.load(Ordering::Relaxed)).ok()
+}
+
+/// Whether a client running as `own_euid` believes a server listening as `peer_uid`:
+/// root; the uid it was told to expect (`--server-uid`); its own uid when it is not
+/// root (a supd the same user runs is that user's, and could be replaced by them
+/// anyway). Root never trusts another uid unless told to: a socket directory others may
+/// write to lets any local user bind the service's socket name.
+pub fn trusted_server(peer_uid: u32, own_euid: u32, expected: Option<u32>) -> bool {
+    peer_uid == 0 || Some(peer_uid) == expected || (own_euid != 0 && peer_uid == own_euid)
+}
 
 /// How a request ended, as far as the server said.
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +80,13 @@ pub enum ClientError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The process listening on the socket (SO_PEERCRED) is not one to believe
+    /// ([`trusted_server`]); the request was not sent.
+    Untrusted {
+        path: PathBuf,
+        uid: u32,
+        pid: Option<i32>,
+    },
     /// Reading or writing the connection failed.
     Io(std::io::Error),
     /// The server sent something that is not a reply event.
@@ -62,10 +96,12 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// supctl's exit status: EX_UNAVAILABLE when unreachable, else EX_SOFTWARE.
+    /// supctl's exit status: EX_UNAVAILABLE when unreachable, EX_PROTOCOL for an
+    /// untrusted server, else EX_SOFTWARE.
     pub fn exit_code(&self) -> i32 {
         match self {
             ClientError::Unreachable { .. } => exit::EX_UNAVAILABLE,
+            ClientError::Untrusted { .. } => exit::EX_PROTOCOL,
             _ => exit::EX_SOFTWARE,
         }
     }
@@ -76,6 +112,20 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::Unreachable { path, source } => {
                 write!(f, "cannot reach {}: {source}", path.display())
+            }
+            ClientError::Untrusted { path, uid, pid } => {
+                write!(
+                    f,
+                    "refusing the server at {}: it runs as uid {uid}",
+                    path.display()
+                )?;
+                if let Some(pid) = pid {
+                    write!(f, " (pid {pid})")?;
+                }
+                f.write_str(
+                    ", not root nor --server-uid (SUPD_SERVER_UID); an impostor may be \
+                     squatting on the socket; nothing was sent",
+                )
             }
             ClientError::Io(e) => write!(f, "connection failed: {e}"),
             ClientError::Protocol(m) => write!(f, "bad reply: {m}"),
@@ -111,6 +161,20 @@ pub async fn request_raw(
                 path: socket.to_path_buf(),
                 source,
             })?;
+    // Before a byte is sent: who listens? A socket dir others may write to lets anyone
+    // bind (or rename and re-bind) the service's socket name.
+    let peer = stream.peer_cred().map_err(ClientError::Io)?;
+    if !trusted_server(
+        peer.uid(),
+        nix::unistd::geteuid().as_raw(),
+        expected_server_uid(),
+    ) {
+        return Err(ClientError::Untrusted {
+            path: socket.to_path_buf(),
+            uid: peer.uid(),
+            pid: peer.pid(),
+        });
+    }
     stream
         .write_all(request.to_line().as_bytes())
         .await

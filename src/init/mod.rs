@@ -3,12 +3,17 @@
 //! [`run`] is a checklist, in this order:
 //! 1. block the handled signals (before any thread exists: threads inherit the mask);
 //! 2. when not PID 1, become the child subreaper so that orphans still reach us;
-//! 3. a current-thread tokio runtime and a `LocalSet` (no extra threads);
-//! 4. [`supervisor::supervise`]: spawn the service, start the request socket, and loop
-//!    over signals, the service's exit and the grace deadline until nothing is left.
+//! 3. only when something in process needs it (the request socket): a current-thread
+//!    tokio runtime and a `LocalSet` (no extra threads). Without it supd runs no runtime
+//!    at all: a plain loop on the signalfd costs a few hundred instructions per signal
+//!    or reaped child, where a turn of the runtime cost thousands;
+//! 4. [`supervisor::supervise`] (or [`supervisor::supervise_plain`]): spawn the service,
+//!    start the request socket, and loop over signals, the service's exit and the grace
+//!    deadline until nothing is left.
 
 pub mod rules;
 pub mod shutdown;
+pub mod stopped;
 pub mod supervisor;
 
 use std::ffi::OsString;
@@ -39,6 +44,8 @@ pub struct Config {
     pub remap_exit: Vec<(u8, u8)>,
     /// The request socket; `None` with `--no-socket`.
     pub server: Option<server::Config>,
+    /// `--schedule`: the service's own jobs, run in this supd (DESIGN §5).
+    pub schedule: Option<crate::schedule::InProcess>,
 }
 
 /// Run as the container's init; returns supd's exit status.
@@ -50,6 +57,9 @@ pub fn run(config: Config) -> i32 {
     if std::process::id() != 1 {
         become_subreaper();
     }
+    if !needs_event_loop(&config) {
+        return supervisor::supervise_plain(config);
+    }
     let runtime = match crate::sys::event_loop() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -59,6 +69,13 @@ pub fn run(config: Config) -> i32 {
     };
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, supervisor::supervise(config))
+}
+
+/// Whether anything besides the init itself runs in process: the request socket (and
+/// any later in-process feature, e.g. a schedule: add it here). The init's own work
+/// never needs the event loop.
+fn needs_event_loop(config: &Config) -> bool {
+    config.server.is_some() || config.schedule.is_some()
 }
 
 /// Without PID 1 or this flag, orphans of the service escape to the host's reaper and

@@ -22,8 +22,11 @@ pub fn is_terminating(signal: i32) -> bool {
 /// one to the main child only, as tini and the legacy supervisor did: a master process
 /// (php-fpm, apache) passes reload/reopen signals on itself, and its workers may die of
 /// a stray USR1. `--signal-group` (`all`) sends every signal to the group (dumb-init).
+/// Job-control signals (TSTP, TTIN, TTOU, CONT) go to the group too: a terminal sends
+/// them to its whole foreground group, and stopping or continuing half a job is never
+/// what Ctrl-Z or `fg` means.
 pub fn to_group(signal: i32, all: bool) -> bool {
-    all || is_terminating(signal)
+    all || is_terminating(signal) || is_tty_stop(signal) || signal == libc::SIGCONT
 }
 
 /// Job-control stops a terminal sends to its foreground process group.
@@ -56,6 +59,7 @@ mod tests {
         assert!(!is_terminating(libc::SIGWINCH));
         assert!(to_group(libc::SIGTERM, false) && to_group(libc::SIGQUIT, false));
         assert!(!to_group(libc::SIGUSR1, false) && !to_group(libc::SIGHUP, false));
+        assert!(to_group(libc::SIGTSTP, false) && to_group(libc::SIGCONT, false));
         assert!(to_group(libc::SIGUSR1, true) && to_group(libc::SIGWINCH, true));
         assert!(is_tty_stop(libc::SIGTSTP));
         assert!(!is_tty_stop(libc::SIGSTOP));

@@ -1,4 +1,8 @@
-//! The event loop of the init: one `select!` over two sources.
+//! The loop of the init, over two sources. Two drivers share every decision: without
+//! the request socket (`--no-socket`) a plain `ppoll` on the signalfd with the grace
+//! deadline as its timeout ([`supervise_plain`]: no runtime at all); with it, a
+//! `select!` in the tokio event loop that also serves the socket ([`supervise`]). Both
+//! read every pending signal at once (a batch per `read(2)`) and handle it at once.
 //!
 //! - the signalfd: SIGCHLD reaps, every other signal is rewritten and forwarded, and a
 //!   terminating one (TERM, INT, QUIT after rewrite) starts the grace period. Right
@@ -18,18 +22,19 @@
 use std::ffi::OsString;
 use std::process::Command;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use crate::control::server::{self, ServerContext, ServerHandle};
 use crate::exit;
+use crate::init::stopped::any_stopped_below_self;
 use crate::init::{rules, shutdown, Config, DEFAULT_ENTRYPOINT};
-use crate::sys::process::{any_stopped_below_self, proc_available, send};
+use crate::sys::process::{proc_available, send};
 use crate::sys::reaper::{self, Exit, Reaper};
-use crate::sys::signals::{signal_name, Received, Signals};
+use crate::sys::signals::{empty_batch, signal_name, Received, SignalFd, Signals};
 use crate::sys::spawn::{self, Group};
+use crate::sys::tty;
 
 /// After the final SIGKILL, how often to look again for survivors (new forks, processes
 /// that were in uninterruptible sleep).
@@ -44,8 +49,58 @@ const KILL_RETRY_MAX: Duration = Duration::from_secs(5);
 /// the clock arithmetic.
 const MAX_GRACE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
-/// Spawn the service and supervise it until everything below supd is gone. Returns
-/// supd's exit status. Runs inside a current-thread runtime and a `LocalSet`.
+/// Supervise without an event loop (no request socket, nothing else in process): the
+/// signalfd is polled directly, with the grace deadline as the timeout. Returns supd's
+/// exit status.
+pub fn supervise_plain(config: Config) -> i32 {
+    let signals = match SignalFd::new() {
+        Ok(signals) => signals,
+        Err(err) => {
+            crate::error!("cannot create the signalfd", error = err);
+            return exit::FAILURE;
+        }
+    };
+    let mut supervisor = match Supervisor::start(&config, Rc::new(Reaper::new())) {
+        Ok(supervisor) => supervisor,
+        Err(code) => return code,
+    };
+    let mut batch = empty_batch();
+    let code = loop {
+        if let Some(code) = supervisor.finished() {
+            break code;
+        }
+        let timeout = supervisor
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        match signals
+            .wait(timeout)
+            .and_then(|_| signals.read_batch(&mut batch))
+        {
+            Ok(count) => {
+                if let Some(code) = supervisor.on_signals(&batch[..count]) {
+                    break code;
+                }
+            }
+            Err(err) => {
+                // Should never happen; do not spin on it.
+                crate::error!("cannot read signals", error = err);
+                supervisor.reap();
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        if supervisor
+            .deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            supervisor.on_deadline();
+        }
+    };
+    supervisor.exit_status(code, &config)
+}
+
+/// Spawn the service, start the request socket and supervise both until everything
+/// below supd is gone. Returns supd's exit status. Runs inside a current-thread runtime
+/// and a `LocalSet`.
 pub async fn supervise(config: Config) -> i32 {
     let mut signals = match Signals::new() {
         Ok(signals) => signals,
@@ -55,76 +110,37 @@ pub async fn supervise(config: Config) -> i32 {
         }
     };
     let reaper = Rc::new(Reaper::new());
-
-    let (program, args) = match config.cmd.split_first() {
-        Some((program, args)) => (program.clone(), args.to_vec()),
-        None => (OsString::from(DEFAULT_ENTRYPOINT), Vec::new()),
+    let mut supervisor = match Supervisor::start(&config, Rc::clone(&reaper)) {
+        Ok(supervisor) => supervisor,
+        Err(code) => return code,
     };
-    let mut command = Command::new(&program);
-    command.args(&args);
-    spawn::prepare(&mut command, Group::Foreground);
-    let pid = match command.spawn() {
-        Ok(child) => child.id(),
-        Err(err) => {
-            let path = std::path::Path::new(&program).display().to_string();
-            let message = format!("cannot run {path}: {}", spawn::describe_error(&err));
-            crate::error!(message);
-            return exit::spawn_failure(&err);
-        }
-    };
-    // Register before the next .await: the reaper only runs from this loop.
-    let main_exit = reaper.watch(pid);
-    crate::debug!(
-        "service started",
-        pid = pid,
-        cmd = program.to_string_lossy()
-    );
-
-    let server = if let Some(server_config) = config.server {
+    // Started after the spawn and the registration of its waiter (no .await between).
+    let server = config.server.clone().and_then(|server_config| {
         let context = ServerContext {
             config: server_config,
             reaper: Rc::clone(&reaper),
-            service_pid: pid,
+            service_pid: supervisor.service as u32,
             supd_pid: std::process::id(),
         };
-        match server::start(context) {
-            Ok(handle) => Some(handle),
-            Err(err) => {
+        server::start(context)
+            .map_err(|err| {
                 crate::error!(
                     "request socket unavailable; running the service without it",
                     error = err
-                );
-                None
-            }
-        }
-    } else {
-        None
-    };
-
-    let mut supervisor = Supervisor {
-        own_pid: std::process::id() as i32,
-        pid1: std::process::id() == 1,
-        service: pid as i32,
-        grace: config.grace,
-        single_child: config.single_child,
-        signal_group: config.signal_group,
-        rewrite: config.rewrite,
+                )
+            })
+            .ok()
+    });
+    // `--schedule`: the service's own jobs, through the server's executor.
+    supervisor.server = crate::schedule::inproc::attach(
+        config.schedule.clone(),
         server,
-        reaper,
-        main_exit,
-        main_status: None,
-        deadline: None,
-        killing: false,
-        kill_retry: KILL_RETRY,
-        abandoned: false,
-        group_told: false,
-    };
+        &reaper,
+        supervisor.service as u32,
+    );
     let code = supervisor.run(&mut signals).await;
-    let code = exit::remap(code, &config.remap_exit);
-    crate::debug!("exiting", status = code);
-    code
+    supervisor.exit_status(code, &config)
 }
-
 /// How long supd waits at exit for clients to receive their final events.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 
@@ -156,28 +172,117 @@ struct Supervisor {
     /// A terminating signal went to the service's whole group: its members need no
     /// second one when the main child exits.
     group_told: bool,
+    /// The service's group was given the terminal, and supd is not PID 1: a Ctrl-Z that
+    /// stops the service must stop supd too, so that the shell above gets its prompt.
+    job_control: bool,
+    /// supd stopped itself because the service was stopped from the terminal; the
+    /// SIGCONT of the shell's `fg` resumes the service in the foreground.
+    stopped_with_service: bool,
 }
 
 impl Supervisor {
-    async fn run(&mut self, signals: &mut Signals) -> i32 {
-        loop {
-            if let Some(code) = self.main_status {
-                if self.abandoned || !reaper::has_children() {
-                    // Collect any zombie left (has_children counts them too) and leave.
-                    self.reaper.reap();
-                    if let Some(server) = &self.server {
-                        server.close();
-                        // Let the request server send the last callbacks' exit events
-                        // to their clients; a client too slow to read them is not worth
-                        // delaying the container's stop for.
-                        let _ = tokio::time::timeout(DRAIN_LIMIT, server.drained()).await;
-                    }
-                    return code;
+    /// Spawn the service and register its waiter. Err: supd's exit status (126, 127...).
+    fn start(config: &Config, reaper: Rc<Reaper>) -> Result<Self, i32> {
+        let (program, args) = match config.cmd.split_first() {
+            Some((program, args)) => (program.clone(), args),
+            None => (OsString::from(DEFAULT_ENTRYPOINT), &[][..]),
+        };
+        // Decided before the spawn, as the child's pre_exec decides it: whether the
+        // service gets the terminal (supd is the foreground job of an interactive
+        // shell, or leads the session of `docker run -it`).
+        let terminal = tty::foreground_is_ours();
+        let mut command = Command::new(&program);
+        command.args(args);
+        spawn::prepare(&mut command, Group::Foreground);
+        let pid = match command.spawn() {
+            Ok(child) => child.id(),
+            Err(err) => {
+                let path = std::path::Path::new(&program).display().to_string();
+                let message = format!("cannot run {path}: {}", spawn::describe_error(&err));
+                crate::error!(message);
+                return Err(exit::spawn_failure(&err));
+            }
+        };
+        // Register before anything can reap: the reaper only runs from this loop.
+        let main_exit = reaper.watch(pid);
+        crate::debug!(
+            "service started",
+            pid = pid,
+            cmd = program.to_string_lossy()
+        );
+        Ok(Supervisor {
+            own_pid: std::process::id() as i32,
+            pid1: std::process::id() == 1,
+            service: pid as i32,
+            grace: config.grace,
+            single_child: config.single_child,
+            signal_group: config.signal_group,
+            rewrite: config.rewrite.clone(),
+            server: None,
+            reaper,
+            main_exit,
+            main_status: None,
+            deadline: None,
+            killing: false,
+            kill_retry: KILL_RETRY,
+            abandoned: false,
+            group_told: false,
+            job_control: terminal && std::process::id() != 1,
+            stopped_with_service: false,
+        })
+    }
+
+    /// The exit condition: the main child has exited AND nothing is left below supd (or
+    /// what is left cannot be found). Some(status) once supd may leave.
+    fn finished(&self) -> Option<i32> {
+        let code = self.main_status?;
+        if self.abandoned || !reaper::has_children() {
+            // Collect any zombie left (has_children counts them too).
+            self.reaper.reap();
+            return Some(code);
+        }
+        None
+    }
+
+    /// Handle a batch of signals in order. Some(status) when supd may leave before the
+    /// rest of the batch (nothing left to forward it to).
+    fn on_signals(&mut self, batch: &[Received]) -> Option<i32> {
+        for received in batch {
+            self.on_signal(*received);
+            if self.main_status.is_some() {
+                if let Some(code) = self.finished() {
+                    return Some(code);
                 }
             }
+        }
+        None
+    }
+
+    fn exit_status(&self, code: i32, config: &Config) -> i32 {
+        let code = exit::remap(code, &config.remap_exit);
+        crate::debug!("exiting", status = code);
+        code
+    }
+
+    async fn run(&mut self, signals: &mut Signals) -> i32 {
+        let mut batch = empty_batch();
+        loop {
+            if let Some(code) = self.finished() {
+                if let Some(server) = &self.server {
+                    server.close();
+                    // Let the request server send the last callbacks' exit events
+                    // to their clients; a client too slow to read them is not worth
+                    // delaying the container's stop for.
+                    let _ = tokio::time::timeout(DRAIN_LIMIT, server.drained()).await;
+                }
+                return code;
+            }
             tokio::select! {
-                received = signals.recv() => match received {
-                    Ok(received) => self.on_signal(received),
+                received = signals.recv_batch(&mut batch) => match received {
+                    Ok(count) => {
+                        // An early finish is seen again at the top of the loop.
+                        let _ = self.on_signals(&batch[..count]);
+                    }
                     Err(err) => {
                         // Should never happen; do not spin on it.
                         crate::error!("cannot read signals", error = err);
@@ -193,6 +298,16 @@ impl Supervisor {
     fn on_signal(&mut self, received: Received) {
         if received.signal == libc::SIGCHLD {
             self.reap();
+            self.follow_a_terminal_stop();
+            return;
+        }
+        if received.signal == libc::SIGCONT && self.stopped_with_service {
+            // `fg` in the shell: it gave supd's group the terminal and continued it.
+            self.stopped_with_service = false;
+            if self.main_status.is_none() {
+                tty::give_terminal(self.service);
+                send(-self.service, libc::SIGCONT);
+            }
             return;
         }
         if received.sender_pid == self.own_pid {
@@ -228,6 +343,25 @@ impl Supervisor {
             // SIGCONT, which is forwarded like any other signal (dumb-init does the
             // same). PID 1 cannot be stopped and never tries.
             send(self.own_pid, libc::SIGSTOP);
+        }
+    }
+
+    /// Ctrl-Z on the terminal stopped the service's group, which holds the terminal:
+    /// the shell that started supd waits for supd, not the service. Take the terminal
+    /// back for supd's group and stop supd too: the shell sees its job stop and prints
+    /// its prompt; its `fg` continues supd (see the SIGCONT case in `on_signal`).
+    fn follow_a_terminal_stop(&mut self) {
+        if !self.job_control || self.main_status.is_some() {
+            return;
+        }
+        match tty::stopped_by(self.service) {
+            Some(signal) if rules::is_tty_stop(signal) => {
+                crate::debug!("service stopped from the terminal; stopping supd too");
+                tty::give_terminal(tty::own_group());
+                self.stopped_with_service = true;
+                send(self.own_pid, libc::SIGSTOP);
+            }
+            _ => {}
         }
     }
 
@@ -361,7 +495,7 @@ impl Supervisor {
 /// Sleep until `deadline`, or forever when there is none (no timer is created then).
 async fn until(deadline: Option<Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
         None => std::future::pending().await,
     }
 }

@@ -26,6 +26,9 @@ pub struct Job {
     /// The job's zone and its name as written (or `UTC` / `$TZ`'s value).
     pub tz: TimeZone,
     pub tz_name: String,
+    /// The `SLOT=N` line above it: only the replica with `--slot N` runs it in-process
+    /// (DESIGN §5); `supd scheduler` ignores it.
+    pub slot: Option<u32>,
 }
 
 impl Job {
@@ -89,6 +92,7 @@ pub fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 pub fn parse(name: &str, text: &[u8], default_zone: &Zone) -> Result<Vec<Job>, Vec<String>> {
     let db = TimeZoneDatabase::bundled();
     let mut zone = default_zone.clone();
+    let mut slot = None;
     let mut jobs = Vec::new();
     let mut errors = Vec::new();
     for (index, raw) in text.split(|&b| b == b'\n').enumerate() {
@@ -104,7 +108,11 @@ pub fn parse(name: &str, text: &[u8], default_zone: &Zone) -> Result<Vec<Job>, V
         match parse_line(line, number, &zone, &db) {
             Ok(Line::Empty) => {}
             Ok(Line::Zone(new)) => zone = new,
-            Ok(Line::Job(job)) => jobs.push(*job),
+            Ok(Line::Slot(new)) => slot = new,
+            Ok(Line::Job(mut job)) => {
+                job.slot = slot;
+                jobs.push(*job)
+            }
             Err(message) => errors.push(format!("{name}:{number}: {message}")),
         }
     }
@@ -118,6 +126,8 @@ pub fn parse(name: &str, text: &[u8], default_zone: &Zone) -> Result<Vec<Job>, V
 enum Line {
     Empty,
     Zone(Zone),
+    /// `SLOT=N`, or `SLOT=*` (None: every replica).
+    Slot(Option<u32>),
     Job(Box<Job>),
 }
 
@@ -136,9 +146,21 @@ fn parse_line(
         return Ok(Line::Empty);
     }
     if let Some((var, value)) = assignment(trimmed) {
+        if var == "SLOT" {
+            return match unquote(value) {
+                "*" => Ok(Line::Slot(None)),
+                n if !n.is_empty() && n.len() <= 9 && n.bytes().all(|b| b.is_ascii_digit()) => n
+                    .parse()
+                    .map(|n| Line::Slot(Some(n)))
+                    .map_err(|e| format!("bad SLOT {n:?}: {e}")),
+                other => Err(format!(
+                    "bad SLOT {other:?} (a replica number like 1, or * for every replica)"
+                )),
+            };
+        }
         if var != "TZ" && var != "CRON_TZ" {
             return Err(format!(
-                "only TZ= and CRON_TZ= lines may set variables, not {var} (jobs run no shell)"
+                "only TZ=, CRON_TZ= and SLOT= lines may set variables, not {var} (jobs run no shell)"
             ));
         }
         return lookup_zone(unquote(value), db).map(Line::Zone);
@@ -185,6 +207,7 @@ fn parse_line(
         action: action.into(),
         tz: zone.tz.clone(),
         tz_name: zone.name.clone(),
+        slot: None,
     })))
 }
 
@@ -311,5 +334,15 @@ mod tests {
         let errors = parse("f", text.as_bytes(), &Zone::utc()).unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert_eq!(errors[0], "f:1: day-of-week 8 out of range 0-7");
+    }
+
+    #[test]
+    fn slot_lines_apply_below_until_reset() {
+        let text = "* * * * * a b\nSLOT=2\n* * * * * a c\nSLOT=*\n* * * * * a d\n";
+        let jobs = parse("f", text.as_bytes(), &Zone::utc()).unwrap();
+        let slots: Vec<_> = jobs.iter().map(|j| j.slot).collect();
+        assert_eq!(slots, [None, Some(2), None]);
+        let errors = parse("f", b"SLOT=x\nSLOT=\n", &Zone::utc()).unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
     }
 }

@@ -6,16 +6,25 @@
 //! - [`plan`]: what is due when the timer fires, and what a clock step means;
 //! - [`runner`]: the long-running scheduler (its loop), with `deliver` (one run's
 //!   request, retries and result line) and `reload` (SIGHUP and the file watch);
+//! - [`state`]: catch-up and history across restarts; [`metrics`]: the Prometheus
+//!   file; [`hook`]: `--on-failure`;
+//! - [`inproc`]: `supd --schedule`, a service's own lines run by its PID-1 supd;
 //! - `--check` and `--next` (§6) are implemented here.
 
 pub mod calendar;
 pub mod crontab;
 pub mod expr;
+pub mod hook;
+pub mod inproc;
+pub mod metrics;
 pub mod plan;
 pub mod runner;
+pub mod state;
 
 mod deliver;
 mod reload;
+
+pub use inproc::InProcess;
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -37,6 +46,14 @@ pub struct Config {
     /// Keep retrying an absent or refusing socket this long (or until the job is due
     /// again, whichever is first).
     pub retry_for: Duration,
+    /// `--state-dir`: last due times and results (catch-up, history).
+    pub state_dir: PathBuf,
+    /// `--catch-up`: a missed run is caught up once when it is this recent (0: never).
+    pub catch_up: Duration,
+    /// `--on-failure CMD`, split into argv.
+    pub on_failure: Option<Vec<String>>,
+    /// `--metrics-file`: Prometheus text format.
+    pub metrics_file: Option<PathBuf>,
     pub mode: Mode,
 }
 
@@ -186,8 +203,15 @@ fn check(config: &Config) -> i32 {
     for job in &jobs {
         let next = format_next(calendar::next_after(&job.schedule, &job.tz, now), &job.tz);
         out.push_str(&format!(
-            "{name}:{}: {}  {} {} {}  tz={}  next={}\n",
-            job.line, job.schedule, job.user, job.service, job.action, job.tz_name, next
+            "{name}:{}: {}  {} {} {}  tz={}{}  next={}\n",
+            job.line,
+            job.schedule,
+            job.user,
+            job.service,
+            job.action,
+            job.tz_name,
+            job.slot.map(|n| format!("  slot={n}")).unwrap_or_default(),
+            next
         ));
     }
     out.push_str(&format!(

@@ -19,6 +19,7 @@
 //! - larger than 3 h either way: a clock correction: every job is recomputed from the new
 //!   time, and only fire times in the current minute run (cronie's "large" case).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -111,19 +112,25 @@ impl Planner {
     /// Swap in a reloaded file. Jobs that did not change keep their next due time (so a
     /// reload at the very moment a job is due does not lose that run); new ones start
     /// from `wall`.
+    ///
+    /// Linear: one hash map of the old jobs' keys (the old linear search per job was
+    /// quadratic: 20,000 jobs took 86 s).
     pub fn replace_jobs(&mut self, jobs: Vec<Job>, wall: Timestamp) {
-        let old = std::mem::take(&mut self.entries);
-        self.entries = jobs
-            .into_iter()
-            .map(|job| {
-                let key = job.key();
-                let next_due = match old.iter().find(|e| e.job.key() == key) {
-                    Some(entry) => entry.next_due,
-                    None => next_after(&job.schedule, &job.tz, wall),
-                };
-                Entry { job, next_due }
-            })
-            .collect();
+        let old = self.due_by_key();
+        self.entries = plan_entries(jobs, &old, wall);
+    }
+
+    /// Each job's next due time by its key (what [`plan_entries`] keeps).
+    pub fn due_by_key(&self) -> HashMap<String, Option<Timestamp>> {
+        self.entries
+            .iter()
+            .map(|e| (e.job.key(), e.next_due))
+            .collect()
+    }
+
+    /// Swap in entries [`plan_entries`] made (off the event loop, for a big file).
+    pub fn set_entries(&mut self, entries: Vec<Entry>) {
+        self.entries = entries;
     }
 
     /// When the runner must wake next.
@@ -221,8 +228,26 @@ impl Planner {
     }
 }
 
+/// The entries for `jobs`: a job whose key is in `old` keeps its next due time, a new
+/// one starts from `wall`. Pure: runs on a reload thread for big files.
+pub fn plan_entries(
+    jobs: Vec<Job>,
+    old: &HashMap<String, Option<Timestamp>>,
+    wall: Timestamp,
+) -> Vec<Entry> {
+    jobs.into_iter()
+        .map(|job| {
+            let next_due = match old.get(&job.key()) {
+                Some(next_due) => *next_due,
+                None => next_after(&job.schedule, &job.tz, wall),
+            };
+            Entry { job, next_due }
+        })
+        .collect()
+}
+
 /// How many fire times of `job` lie in [first, wall], and the last of them.
-fn count_until(job: &Job, first: Timestamp, wall: Timestamp) -> (u32, Timestamp) {
+pub(super) fn count_until(job: &Job, first: Timestamp, wall: Timestamp) -> (u32, Timestamp) {
     let (mut count, mut last) = (1, first);
     while count < MAX_COUNTED {
         match next_after(&job.schedule, &job.tz, last) {

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use super::crontab::{self, Zone};
+use super::crontab::{self, Job, Zone};
 use super::next_wake_text;
-use super::plan::Planner;
+use super::plan::{plan_entries, Entry, Planner};
 use crate::sys::inotify::Watcher;
 
 /// What asked for the reload.
@@ -28,6 +28,38 @@ impl Trigger {
     }
 }
 
+/// What a reload thread hands back: the planned jobs, or every error of the file.
+pub(super) type Parsed = Result<Vec<Entry>, Vec<String>>;
+
+/// A reload being parsed on its thread.
+pub(super) struct Pending {
+    pub(super) rx: tokio::sync::oneshot::Receiver<Parsed>,
+    pub(super) trigger: Trigger,
+}
+
+/// Which lines of a stack-wide file a service's own schedule runs (DESIGN §5).
+#[derive(Clone, Debug)]
+pub(super) struct Filter {
+    pub(super) service: String,
+    /// `--slot`: None runs every line (one replica is slot-less).
+    pub(super) slot: Option<u32>,
+}
+
+impl Filter {
+    pub(super) fn keeps(&self, job: &Job) -> bool {
+        job.service == self.service
+            && match (self.slot, job.slot) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => true,
+            }
+    }
+
+    pub(super) fn apply(&self, mut jobs: Vec<Job>) -> Vec<Job> {
+        jobs.retain(|job| self.keeps(job));
+        jobs
+    }
+}
+
 /// The schedule file and the content last read from it.
 pub(super) struct Source {
     file: PathBuf,
@@ -36,27 +68,82 @@ pub(super) struct Source {
     /// The zone of the lines before any `TZ=` line.
     zone: Zone,
     text: Vec<u8>,
+    filter: Option<Filter>,
+    /// Why the file could not be read the last time (logged once until it changes).
+    read_error: Option<String>,
 }
 
 impl Source {
     /// `text` is the content the running schedule was parsed from.
-    pub(super) fn new(file: &Path, zone: Zone, text: Vec<u8>) -> Source {
+    pub(super) fn new(file: &Path, zone: Zone, text: Vec<u8>, filter: Option<Filter>) -> Source {
         Source {
             file: file.to_path_buf(),
             name: file.display().to_string(),
             zone,
             text,
+            filter,
+            read_error: None,
         }
     }
 
-    /// Read the file again and, when it parses, give the planner its jobs.
-    pub(super) fn reload(&mut self, planner: &mut Planner, trigger: Trigger) {
+    /// Read the file again and, when it changed (or on SIGHUP), parse and plan it on a
+    /// thread of its own: the event loop keeps answering signals (SIGTERM within 1 s
+    /// during a 100,000-line reload). [`Source::finish`] applies the result.
+    pub(super) fn begin(&mut self, planner: &Planner, trigger: Trigger) -> Option<Pending> {
         if !self.read(trigger) {
-            return;
+            return None;
         }
-        match crontab::parse(&self.name, &self.text, &self.zone) {
-            Ok(jobs) => {
-                planner.replace_jobs(jobs, Timestamp::now());
+        let (name, text, zone, filter) = (
+            self.name.clone(),
+            self.text.clone(),
+            self.zone.clone(),
+            self.filter.clone(),
+        );
+        let old = planner.due_by_key();
+        let work = move || -> Parsed {
+            let jobs = crontab::parse(&name, &text, &zone)?;
+            let jobs = match &filter {
+                Some(filter) => filter.apply(jobs),
+                None => jobs,
+            };
+            Ok(plan_entries(jobs, &old, Timestamp::now()))
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let mut work = Some(work);
+        let mut job = Some(tx);
+        let spawned = std::thread::Builder::new()
+            .name("supd-reload".into())
+            .spawn({
+                let work = work.take();
+                let tx = job.take();
+                move || {
+                    if let (Some(work), Some(tx)) = (work, tx) {
+                        let _ = tx.send(work());
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            crate::warn!("no reload thread; reloading in the loop", error = e);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let name = self.name.clone();
+            let _ = tx.send(crontab::parse(&name, &self.text, &self.zone).map(|jobs| {
+                let jobs = match &self.filter {
+                    Some(filter) => filter.apply(jobs),
+                    None => jobs,
+                };
+                plan_entries(jobs, &planner.due_by_key(), Timestamp::now())
+            }));
+            return Some(Pending { rx, trigger });
+        }
+        Some(Pending { rx, trigger })
+    }
+
+    /// A reload's result: the planner gets its jobs, or the errors are logged; whether
+    /// the jobs were replaced.
+    pub(super) fn finish(&self, planner: &mut Planner, trigger: Trigger, parsed: Parsed) -> bool {
+        match parsed {
+            Ok(entries) => {
+                planner.set_entries(entries);
                 crate::info!(
                     "schedule reloaded",
                     file = self.name,
@@ -64,6 +151,7 @@ impl Source {
                     trigger = trigger.name(),
                     next = next_wake_text(planner)
                 );
+                true
             }
             Err(errors) => {
                 for error in &errors {
@@ -75,6 +163,7 @@ impl Source {
                     errors = errors.len(),
                     jobs = planner.entries.len()
                 );
+                false
             }
         }
     }
@@ -83,15 +172,23 @@ impl Source {
     /// read and, on a file change, its content changed).
     fn read(&mut self, trigger: Trigger) -> bool {
         let text = match crontab::read_limited(&self.file) {
-            Ok(text) => text,
+            Ok(text) => {
+                self.read_error = None;
+                text
+            }
             Err(e) => {
-                if trigger == Trigger::Sighup {
+                // Logged at the change that made it unreadable (and on every SIGHUP),
+                // not again for each unrelated change in the directory.
+                let message = e.to_string();
+                if trigger == Trigger::Sighup || self.read_error.as_ref() != Some(&message) {
                     crate::error!(
                         "cannot read the schedule; keeping the old one",
                         file = self.name,
-                        error = e
+                        error = message,
+                        trigger = trigger.name()
                     );
                 }
+                self.read_error = Some(message);
                 return false;
             }
         };
@@ -114,7 +211,11 @@ pub(super) fn watch(file: &Path) -> Option<Watcher> {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let mask = libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO | libc::IN_ATTRIB;
+    let mask = libc::IN_CLOSE_WRITE
+        | libc::IN_MOVED_TO
+        | libc::IN_ATTRIB
+        | libc::IN_DELETE
+        | libc::IN_MOVED_FROM;
     match Watcher::new(dir, mask) {
         Ok(watcher) => Some(watcher),
         Err(e) => {

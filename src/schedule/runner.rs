@@ -4,13 +4,18 @@
 //!   all jobs, so an idle scheduler sleeps in the kernel until then: no polling, no
 //!   interval timer. A clock step (settime, NTP step, resume) ends the sleep early; the
 //!   [`Planner`] then decides what the step means (cronie's rules, see `plan.rs`).
-//! - Each due run is a task (`deliver.rs`) that sends the job's request, retrying an
-//!   unreachable socket until the job is due again or `--retry-for` has passed. A job
-//!   still running when it is due again is skipped (logged), never doubled.
+//! - Each due run is a task (`deliver.rs`) that sends the job's request (to a socket,
+//!   or to this supd's own executor), retrying an unreachable socket or a full service
+//!   until shortly before the job is due again or `--retry-for` has passed. A job still
+//!   running when it is due again is skipped (logged), never doubled.
+//! - Every run's result goes to the state (`state.rs`: catch-up after a restart, the
+//!   history), the metrics file and, when it failed or was lost, the `--on-failure` hook.
 //! - SIGHUP or a change in the file's directory reloads (`reload.rs`); a file with
 //!   errors keeps the old schedule.
-//! - SIGTERM/SIGINT/SIGQUIT: exit 0 at once (callbacks run on in their services).
-//! - As PID 1 of the scheduler container it reaps whatever orphans reach it.
+//! - `supd scheduler`: SIGTERM/SIGINT/SIGQUIT exit 0 at once (callbacks run on in their
+//!   services); as PID 1 of the scheduler container it reaps whatever orphans reach it.
+//!   The in-process schedule ([`Core`] inside PID-1 supd, `inproc.rs`) has no signals of
+//!   its own: it stops when supd's server closes.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -18,19 +23,27 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
-use super::calendar::format_local;
+use super::calendar::{format_local, next_after};
 use super::crontab::{Job, Zone};
-use super::deliver::{deliver, Run};
-use super::plan::{Fire, Planner, Skip, Step};
-use super::reload::{self, Source, Trigger};
-use super::{format_next, job_name, next_wake_text, Config};
+use super::deliver::{deliver, Report, Run, Target};
+use super::metrics::{self, Labels};
+use super::plan::{count_until, Fire, Planner, Skip, Step};
+use super::reload::{self, Filter, Pending, Source, Trigger};
+use super::state::{Outcome, RunResult, Store, Writer};
+use super::{format_next, hook, job_name, next_wake_text, Config};
+use crate::control::protocol::LastResult;
 use crate::exit;
 use crate::log::Level;
+use crate::sys::inotify::Watcher;
 use crate::sys::reaper::Reaper;
 use crate::sys::signals::{signal_name, Signals};
 use crate::sys::timerfd::{Timer, Wake};
+
+/// Retries stop this long before the job is due again: the run is logged lost before
+/// the next one starts (never `still running` for a run that only waits to be lost).
+pub const RETRY_MARGIN: SignedDuration = SignedDuration::from_secs(1);
 
 /// Run the scheduler until SIGTERM; returns the exit status.
 pub fn run(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> i32 {
@@ -53,18 +66,33 @@ async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) ->
         Ok(signals) => signals,
         Err(e) => return fail("cannot read signals", e),
     };
-    let reaper = Reaper::new();
-    let timer = match Timer::new() {
-        Ok(timer) => timer,
+    let reaper = Rc::new(Reaper::new());
+    let settings = Settings {
+        file: config.file.clone(),
+        target: Target::Sockets(config.socket_dir.clone()),
+        retry_for: config.retry_for,
+        state_dir: Some(config.state_dir.clone()),
+        state_name: "scheduler.json".into(),
+        catch_up: config.catch_up,
+        on_failure: config.on_failure.clone(),
+        metrics_file: config.metrics_file.clone(),
+        reaper: Rc::clone(&reaper),
+        filter: None,
+    };
+    let mut core = match Core::new(settings, zone, jobs, text) {
+        Ok(core) => core,
         Err(e) => return fail("cannot create the timer", e),
     };
-    let mut watcher = reload::watch(&config.file);
-    let mut scheduler = Scheduler::new(&config, zone, jobs, text);
-    scheduler.log_started();
+    crate::info!(
+        "scheduler started",
+        file = core.shared.file,
+        jobs = core.planner.entries.len(),
+        socket_dir = config.socket_dir.display(),
+        next = next_wake_text(&core.planner)
+    );
+    core.log_jobs();
+    core.catch_up();
     loop {
-        if let Err(e) = timer.arm(scheduler.planner.next_wake()) {
-            return fail("cannot arm the timer", e);
-        }
         tokio::select! {
             biased;
             signal = signals.recv() => {
@@ -77,81 +105,114 @@ async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) ->
                         crate::info!("scheduler stopping", signal = signal_name(signal));
                         return exit::SUCCESS;
                     }
-                    libc::SIGHUP => scheduler.source.reload(&mut scheduler.planner, Trigger::Sighup),
+                    libc::SIGHUP => core.reload(Trigger::Sighup),
                     libc::SIGCHLD => {
                         reaper.reap();
                     }
                     other => crate::debug!("signal ignored", signal = signal_name(other)),
                 }
             }
-            woke = timer.wait() => {
-                match woke {
-                    Ok(wake) => {
-                        if wake == Wake::ClockSet {
-                            crate::debug!("wall clock was set");
-                        }
-                        scheduler.tick();
-                    }
-                    Err(e) => return fail("timer failed", e),
-                }
-            }
-            changed = reload::changed(&mut watcher) => {
-                if let Err(e) = changed {
-                    crate::warn!("file watch failed; SIGHUP still reloads", error = e);
-                    watcher = None;
-                } else {
-                    scheduler.source.reload(&mut scheduler.planner, Trigger::FileChange);
+            turned = core.turn() => {
+                if let Err(e) = turned {
+                    return fail("the scheduler's loop failed", e);
                 }
             }
         }
     }
 }
 
-/// What the loop acts on: the jobs' plan, the file they came from, and what the
-/// delivery tasks share.
-struct Scheduler {
-    planner: Planner,
+/// What a schedule needs, from either face.
+pub(super) struct Settings {
+    pub(super) file: PathBuf,
+    pub(super) target: Target,
+    pub(super) retry_for: Duration,
+    /// None: no state at all (the in-process schedule always has one configured).
+    pub(super) state_dir: Option<PathBuf>,
+    /// The state file's name in the state dir.
+    pub(super) state_name: String,
+    /// Catch up a missed run once when its latest missed due time is this recent
+    /// (zero: never).
+    pub(super) catch_up: Duration,
+    pub(super) on_failure: Option<Vec<String>>,
+    pub(super) metrics_file: Option<PathBuf>,
+    pub(super) reaper: Rc<Reaper>,
+    /// The in-process schedule runs only its own service's lines (and slot).
+    pub(super) filter: Option<Filter>,
+}
+
+/// A running schedule: the jobs' plan, the file they came from, the timer and the file
+/// watch, and what the delivery tasks share.
+pub(super) struct Core {
+    pub(super) planner: Planner,
     source: Source,
-    shared: Rc<Shared>,
+    pub(super) shared: Rc<Shared>,
     /// The start of the monotonic clock the planner measures clock steps against.
     origin: Instant,
+    timer: Timer,
+    watcher: Option<Watcher>,
+    /// A reload being parsed on its thread.
+    pending: Option<Pending>,
 }
 
 /// State shared with the delivery tasks.
-struct Shared {
+pub(super) struct Shared {
     /// The schedule file, as the logs name it.
-    file: String,
-    socket_dir: PathBuf,
+    pub(super) file: String,
+    target: Target,
     retry_for: Duration,
+    catch_up: Duration,
     /// Keys of the jobs whose run is in flight.
     running: RefCell<HashSet<String>>,
+    store: RefCell<Store>,
+    writer: Writer,
+    metrics_file: Option<PathBuf>,
+    on_failure: Option<Vec<String>>,
+    reaper: Rc<Reaper>,
+    /// The jobs as the metrics label them: (key, file:line, service, action).
+    jobs: RefCell<Vec<(String, String, String, String)>>,
 }
 
-impl Scheduler {
-    fn new(config: &Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) -> Scheduler {
+impl Core {
+    pub(super) fn new(
+        settings: Settings,
+        zone: Zone,
+        jobs: Vec<Job>,
+        text: Vec<u8>,
+    ) -> std::io::Result<Core> {
         let origin = Instant::now();
-        Scheduler {
+        let timer = Timer::new()?;
+        let watcher = reload::watch(&settings.file);
+        let jobs = match &settings.filter {
+            Some(filter) => filter.apply(jobs),
+            None => jobs,
+        };
+        let store = Store::open(settings.state_dir.as_deref(), &settings.state_name);
+        let core = Core {
             planner: Planner::new(jobs, Timestamp::now(), origin.elapsed()),
-            source: Source::new(&config.file, zone, text),
+            source: Source::new(&settings.file, zone, text, settings.filter),
             shared: Rc::new(Shared {
-                file: config.file.display().to_string(),
-                socket_dir: config.socket_dir.clone(),
-                retry_for: config.retry_for,
+                file: settings.file.display().to_string(),
+                target: settings.target,
+                retry_for: settings.retry_for,
+                catch_up: settings.catch_up,
                 running: RefCell::new(HashSet::new()),
+                store: RefCell::new(store),
+                writer: Writer::new(),
+                metrics_file: settings.metrics_file,
+                on_failure: settings.on_failure,
+                reaper: settings.reaper,
+                jobs: RefCell::new(Vec::new()),
             }),
             origin,
-        }
+            timer,
+            watcher,
+            pending: None,
+        };
+        Ok(core)
     }
 
-    /// The start line, and one debug line a job.
-    fn log_started(&self) {
-        crate::info!(
-            "scheduler started",
-            file = self.shared.file,
-            jobs = self.planner.entries.len(),
-            socket_dir = self.shared.socket_dir.display(),
-            next = next_wake_text(&self.planner)
-        );
+    /// One debug line a job.
+    pub(super) fn log_jobs(&self) {
         for entry in &self.planner.entries {
             crate::debug!(
                 "job",
@@ -165,18 +226,174 @@ impl Scheduler {
         }
     }
 
+    /// At start: each job that missed due times while nothing ran it runs once, when
+    /// its latest missed due time is within `--catch-up` (DESIGN §5). Then every job is
+    /// handled up to now, and the state and metrics are written.
+    pub(super) fn catch_up(&mut self) {
+        let now = Timestamp::now();
+        let mut fires = Vec::new();
+        {
+            let store = self.shared.store.borrow();
+            for (index, entry) in self.planner.entries.iter().enumerate() {
+                let job = &entry.job;
+                let Some(state) = store.get(&job.key()) else {
+                    continue;
+                };
+                let Ok(handled) = Timestamp::from_millisecond(state.handled_ms) else {
+                    continue;
+                };
+                let Some(first) = next_after(&job.schedule, &job.tz, handled) else {
+                    continue;
+                };
+                if first > now {
+                    continue;
+                }
+                let (missed, last) = count_until(job, first, now);
+                let name = job_name(&self.shared.file, job);
+                let age = now.duration_since(last);
+                let window =
+                    SignedDuration::try_from(self.shared.catch_up).unwrap_or(SignedDuration::MAX);
+                if !self.shared.catch_up.is_zero() && age <= window {
+                    crate::info!(
+                        "catch-up",
+                        missed = missed,
+                        job = name,
+                        service = job.service,
+                        action = job.action,
+                        last_missed = format_local(last, &job.tz)
+                    );
+                    fires.push(Fire {
+                        index,
+                        due: last,
+                        coalesced: 0,
+                    });
+                } else {
+                    crate::warn!(
+                        "missed runs not caught up",
+                        missed = missed,
+                        job = name,
+                        service = job.service,
+                        action = job.action,
+                        last_missed = format_local(last, &job.tz),
+                        reason = if self.shared.catch_up.is_zero() {
+                            "--catch-up 0"
+                        } else {
+                            "older than --catch-up"
+                        }
+                    );
+                }
+            }
+        }
+        self.sync_state(now);
+        for fire in &fires {
+            self.start(fire, true);
+        }
+    }
+
+    /// Every job of the plan has a state (new ones handled up to `now`), jobs no longer
+    /// in the file are forgotten; the state and the metrics are written.
+    fn sync_state(&self, now: Timestamp) {
+        if !self.shared.store.borrow().persistent() && self.shared.metrics_file.is_none() {
+            // Nothing keeps it: skip the per-job work (100,000-line files reload fast).
+            return;
+        }
+        let mut keys = HashSet::new();
+        let mut jobs = Vec::with_capacity(self.planner.entries.len());
+        {
+            let mut store = self.shared.store.borrow_mut();
+            for entry in &self.planner.entries {
+                let job = &entry.job;
+                let key = job.key();
+                let state = store.entry(&key, &job.service, &job.action, now);
+                state.handled_ms = state.handled_ms.max(now.as_millisecond());
+                jobs.push((
+                    key.clone(),
+                    job_name(&self.shared.file, job),
+                    job.service.clone(),
+                    job.action.clone(),
+                ));
+                keys.insert(key);
+            }
+            store.retain(&keys);
+        }
+        *self.shared.jobs.borrow_mut() = jobs;
+        self.shared.save();
+    }
+
+    /// Wait for the timer or the file watch, and act on it.
+    pub(super) async fn turn(&mut self) -> Result<(), String> {
+        self.timer
+            .arm(self.planner.next_wake())
+            .map_err(|e| format!("cannot arm the timer: {e}"))?;
+        tokio::select! {
+            woke = self.timer.wait() => {
+                let wake = woke.map_err(|e| format!("timer failed: {e}"))?;
+                if wake == Wake::ClockSet {
+                    crate::debug!("wall clock was set");
+                }
+                self.tick();
+            }
+            parsed = async {
+                match &mut self.pending {
+                    Some(pending) => (&mut pending.rx).await.ok(),
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(pending) = self.pending.take() {
+                    if let Some(parsed) = parsed {
+                        if self.source.finish(&mut self.planner, pending.trigger, parsed) {
+                            self.sync_state(Timestamp::now());
+                        }
+                    }
+                }
+            }
+            changed = reload::changed(&mut self.watcher) => {
+                if let Err(e) = changed {
+                    crate::warn!("file watch failed; SIGHUP still reloads", error = e);
+                    self.watcher = None;
+                } else {
+                    self.reload(Trigger::FileChange);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Start a reload (its result is applied by [`Core::turn`]); a newer one replaces
+    /// one still being parsed.
+    pub(super) fn reload(&mut self, trigger: Trigger) {
+        if let Some(pending) = self.source.begin(&self.planner, trigger) {
+            self.pending = Some(pending);
+        }
+    }
+
     /// The timer fired (or the clock was set): start what is due.
     fn tick(&mut self) {
-        let (step, plan) = self
-            .planner
-            .advance(Timestamp::now(), self.origin.elapsed());
+        let now = Timestamp::now();
+        let (step, plan) = self.planner.advance(now, self.origin.elapsed());
         log_step(step);
         for skip in &plan.skips {
             self.log_skip(skip);
+            self.handled(skip.index, now);
         }
         for fire in &plan.fires {
-            self.start(fire);
+            self.handled(fire.index, now);
+            self.start(fire, false);
         }
+        if !plan.skips.is_empty() || !plan.fires.is_empty() {
+            self.shared.save_state();
+        }
+    }
+
+    /// Every due time of the job up to `now` was handled (saved by the caller).
+    fn handled(&self, index: usize, now: Timestamp) {
+        let Some(entry) = self.planner.entries.get(index) else {
+            return;
+        };
+        let job = &entry.job;
+        let mut store = self.shared.store.borrow_mut();
+        let state = store.entry(&job.key(), &job.service, &job.action, now);
+        state.handled_ms = state.handled_ms.max(now.as_millisecond());
     }
 
     /// A job whose runs a clock step skipped.
@@ -198,7 +415,7 @@ impl Scheduler {
 
     /// Start a task that delivers one due run, unless the job's last run is still in
     /// flight.
-    fn start(&self, fire: &Fire) {
+    fn start(&self, fire: &Fire, catch_up: bool) {
         let Some(entry) = self.planner.entries.get(fire.index) else {
             return;
         };
@@ -206,6 +423,15 @@ impl Scheduler {
         let key = run.job.key();
         if self.shared.running.borrow().contains(&key) {
             run.log(Level::Warn, "job skipped", &[("reason", &"still running")]);
+            let report = Report {
+                outcome: Outcome::Skipped,
+                code: None,
+                hook_code: exit::EX_TEMPFAIL,
+                error: Some("still running".into()),
+                duration_ms: 0,
+                tail: Vec::new(),
+            };
+            self.shared.finish(&run, &key, report);
             return;
         }
         if fire.coalesced > 0 {
@@ -216,22 +442,114 @@ impl Scheduler {
                 coalesced = fire.coalesced
             );
         }
-        let deadline = retry_deadline(fire.due, self.shared.retry_for, entry.next_due);
+        // A catch-up run's due time is in the past: its retry window starts now.
+        let from = if catch_up { Timestamp::now() } else { fire.due };
+        let deadline = retry_deadline(from, self.shared.retry_for, entry.next_due);
         self.shared.running.borrow_mut().insert(key.clone());
         let shared = Rc::clone(&self.shared);
         tokio::task::spawn_local(async move {
-            deliver(&shared.socket_dir, &run, deadline).await;
+            let report = deliver(&shared.target, &run, deadline).await;
             shared.running.borrow_mut().remove(&key);
+            shared.finish(&run, &key, report);
         });
     }
 }
 
-/// Retry until the job is due again or `--retry-for` after `due`, whichever is first.
-/// (A `--retry-for` beyond the calendar's range means "retry until due again", not
-/// "never retry".)
-fn retry_deadline(due: Timestamp, retry_for: Duration, next_due: Option<Timestamp>) -> Timestamp {
-    let deadline = due.checked_add(retry_for).unwrap_or(Timestamp::MAX);
-    next_due.map_or(deadline, |next| deadline.min(next))
+impl Shared {
+    pub(super) fn store_get(&self, key: &str) -> Option<super::state::JobState> {
+        self.store.borrow().get(key).cloned()
+    }
+
+    /// A run's result: the state, the metrics, `status`, and the hook when it failed.
+    fn finish(&self, run: &Run, key: &str, report: Report) {
+        let ended = Timestamp::now();
+        {
+            let mut store = self.store.borrow_mut();
+            let state = store.entry(key, &run.job.service, &run.job.action, ended);
+            state.push(RunResult {
+                due: run.due.as_second(),
+                ended_ms: ended.as_millisecond(),
+                outcome: report.outcome.as_str().into(),
+                code: report.code,
+                duration_ms: report.duration_ms,
+            });
+        }
+        self.save();
+        if let Target::Local(executor) = &self.target {
+            executor.record(LastResult {
+                action: run.job.action.clone(),
+                id: 0,
+                ended: ended.as_second(),
+                duration_ms: report.duration_ms,
+                code: report.code,
+                error: None,
+                outcome: Some(report.outcome.as_str().into()),
+            });
+        }
+        if matches!(report.outcome, Outcome::Failed | Outcome::Lost) {
+            if let Some(argv) = &self.on_failure {
+                let env = [
+                    ("SUPD_JOB", run.name.clone()),
+                    ("SUPD_SERVICE", run.job.service.clone()),
+                    ("SUPD_ACTION", run.job.action.clone()),
+                    ("SUPD_USER", run.job.user.clone()),
+                    ("SUPD_OUTCOME", report.outcome.as_str().to_string()),
+                    ("SUPD_CODE", report.hook_code.to_string()),
+                    ("SUPD_DUE", run.due_text.clone()),
+                    ("SUPD_ERROR", report.error.clone().unwrap_or_default()),
+                    ("SUPD_DURATION_MS", report.duration_ms.to_string()),
+                ];
+                hook::run(argv, &env, &report.tail, &self.reaper);
+            }
+        }
+    }
+
+    /// Write the state and the metrics.
+    fn save(&self) {
+        self.save_state();
+        if let Some(path) = &self.metrics_file {
+            let store = self.store.borrow();
+            let jobs = self.jobs.borrow();
+            let rows: Vec<_> = jobs
+                .iter()
+                .map(|(key, job, service, action)| {
+                    (
+                        Labels {
+                            job,
+                            service,
+                            action,
+                        },
+                        store.get(key),
+                    )
+                })
+                .collect();
+            self.writer
+                .write(path.clone(), metrics::render(&rows).into_bytes());
+        }
+    }
+
+    fn save_state(&self) {
+        if let Some((path, bytes)) = self.store.borrow().serialize() {
+            self.writer.write(path, bytes);
+        }
+    }
+}
+
+/// Retry until `--retry-for` after `from`, or until [`RETRY_MARGIN`] before the job is
+/// due again, whichever is first. (A `--retry-for` beyond the calendar's range means
+/// "retry until due again", not "never retry".)
+fn retry_deadline(from: Timestamp, retry_for: Duration, next_due: Option<Timestamp>) -> Timestamp {
+    let deadline = SignedDuration::try_from(retry_for)
+        .ok()
+        .and_then(|d| from.checked_add(d).ok())
+        .unwrap_or(Timestamp::MAX);
+    match next_due {
+        Some(next) => {
+            let before = next.checked_sub(RETRY_MARGIN).unwrap_or(next).max(from);
+            deadline.min(before)
+        }
+        None => deadline,
+    }
 }
 
 /// What a clock step means for the jobs (the planner's rules, `plan.rs`).

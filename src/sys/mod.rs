@@ -3,12 +3,14 @@
 //! wall-clock timerfd and an inotify watch. Every face (init, control, schedule) builds
 //! on these; none of them is imported back.
 
+pub mod fs;
 pub mod inotify;
 pub mod process;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
 pub mod timerfd;
+pub mod tty;
 
 /// The one kind of event loop all three faces use: a current-thread tokio runtime with
 /// I/O and timers. No worker threads (they would inherit, and could steal, signals), no

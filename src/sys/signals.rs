@@ -1,4 +1,5 @@
-//! Signals arrive through a signalfd, read by the event loop like any other fd.
+//! Signals arrive through a signalfd, read in batches: by a plain `ppoll` loop when
+//! the init runs without an event loop, or by the event loop like any other fd.
 //!
 //! [`block_all`] must run first thing in `main`, before the tokio runtime (or any other
 //! thread) exists: threads inherit the mask, and a thread that left a signal unblocked
@@ -6,10 +7,10 @@
 //! (SEGV, BUS, ILL, FPE, ABRT, TRAP, SYS) stay unblocked: blocking them would hide
 //! supd's own crashes. Everything else is handled, real-time signals included (1-64).
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
@@ -79,7 +80,135 @@ pub struct Received {
     pub sender_pid: i32,
 }
 
-/// Async reader of the handled signals.
+/// How many signals one `read(2)` of the signalfd may return: a burst (1,000 USR1, a
+/// storm of SIGCHLD) costs one syscall per this many, not one each.
+pub const BATCH: usize = 16;
+
+/// A batch of received signals, filled by [`SignalFd::read_batch`].
+pub type Batch = [Received; BATCH];
+
+/// An empty [`Batch`].
+pub const fn empty_batch() -> Batch {
+    [Received {
+        signal: 0,
+        sender_pid: 0,
+    }; BATCH]
+}
+
+/// The signalfd of the handled set, non-blocking. Read it in batches, either after
+/// `poll` ([`SignalFd::wait`], the init without an event loop) or when the event loop
+/// says it is readable ([`Signals`]).
+pub struct SignalFd {
+    fd: OwnedFd,
+}
+
+impl SignalFd {
+    /// Create the signalfd; call after [`block_all`].
+    pub fn new() -> std::io::Result<Self> {
+        let set = handled_set();
+        let flags = libc::SFD_NONBLOCK | libc::SFD_CLOEXEC;
+        // SAFETY: a valid sigset; -1 asks for a new fd.
+        let raw = unsafe { libc::signalfd(-1, set.as_ref(), flags) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        Ok(Self { fd })
+    }
+
+    /// Every signal pending, up to [`BATCH`], without blocking; 0 when none is.
+    pub fn read_batch(&self, out: &mut Batch) -> std::io::Result<usize> {
+        self.read_into(out)
+    }
+
+    /// Up to `out.len()` (at most [`BATCH`]) pending signals, without blocking.
+    fn read_into(&self, out: &mut [Received]) -> std::io::Result<usize> {
+        const SIZE: usize = std::mem::size_of::<libc::signalfd_siginfo>();
+        let want = out.len().min(BATCH);
+        // Not zeroed: 2 KiB of memset per read cost more than the rest of the read.
+        let mut raw = std::mem::MaybeUninit::<[libc::signalfd_siginfo; BATCH]>::uninit();
+        loop {
+            // SAFETY: read into a buffer of exactly that many bytes, owned by us.
+            let n = unsafe {
+                libc::read(
+                    self.fd.as_raw_fd(),
+                    raw.as_mut_ptr().cast::<libc::c_void>(),
+                    SIZE * want,
+                )
+            };
+            if n >= 0 {
+                // The kernel returns whole siginfos only.
+                let count = n as usize / SIZE;
+                let first = raw.as_ptr().cast::<libc::signalfd_siginfo>();
+                for (index, slot) in out.iter_mut().enumerate().take(count) {
+                    // SAFETY: the kernel wrote `count` whole siginfos from the start.
+                    let info = unsafe { &*first.add(index) };
+                    *slot = Received {
+                        signal: info.ssi_signo as i32,
+                        sender_pid: info.ssi_pid as i32,
+                    };
+                }
+                return Ok(count);
+            }
+            let err = std::io::Error::last_os_error();
+            match err.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => return Ok(0),
+                _ => return Err(err),
+            }
+        }
+    }
+
+    /// One pending signal, if any, without blocking.
+    pub fn read_one(&self) -> std::io::Result<Option<Received>> {
+        let mut one = [Received {
+            signal: 0,
+            sender_pid: 0,
+        }; 1];
+        Ok((self.read_into(&mut one)? == 1).then_some(one[0]))
+    }
+
+    /// Block until a signal is pending or `timeout` has passed (None: no timeout).
+    /// Returns whether a signal is pending.
+    pub fn wait(&self, timeout: Option<Duration>) -> std::io::Result<bool> {
+        let mut pollfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let spec = timeout.map(|t| libc::timespec {
+            // Capped: a grace period of years still fits in time_t.
+            tv_sec: t.as_secs().min(i32::MAX as u64) as _,
+            tv_nsec: libc::c_long::from(t.subsec_nanos() as i32),
+        });
+        let spec_ptr = spec
+            .as_ref()
+            .map_or(std::ptr::null(), |spec| spec as *const libc::timespec);
+        // SAFETY: one valid pollfd, a valid or null timespec, no signal mask change.
+        let rc = unsafe { libc::ppoll(&mut pollfd, 1, spec_ptr, std::ptr::null()) };
+        match rc {
+            n if n > 0 => Ok(true),
+            0 => Ok(false),
+            _ => {
+                let err = std::io::Error::last_os_error();
+                if err.kind() == std::io::ErrorKind::Interrupted {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}
+
+impl AsRawFd for SignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// The signalfd inside the tokio event loop (when the request socket runs).
 pub struct Signals {
     fd: AsyncFd<SignalFd>,
 }
@@ -87,30 +216,29 @@ pub struct Signals {
 impl Signals {
     /// Create the signalfd; call inside the runtime, after [`block_all`].
     pub fn new() -> std::io::Result<Self> {
-        let fd = SignalFd::with_flags(
-            &handled_set(),
-            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
-        )?;
         // SAFETY: the SignalFd is owned by the AsyncFd and stays open as long as it.
-        let fd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(std::io::Error::from)?;
+        let fd = unsafe { AsyncFd::register_with_interest(SignalFd::new()?, Interest::READABLE) }?;
         Ok(Self { fd })
     }
 
-    /// Wait for the next signal.
+    /// Wait for the next signal (one at a time: the scheduler's few signals).
     pub async fn recv(&mut self) -> std::io::Result<Received> {
         loop {
             let mut guard = self.fd.readable_mut().await?;
-            match guard.get_inner_mut().read_signal() {
-                Ok(Some(info)) => {
-                    return Ok(Received {
-                        signal: info.ssi_signo as i32,
-                        sender_pid: info.ssi_pid as i32,
-                    })
-                }
-                Ok(None) => guard.clear_ready(),
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(err) => return Err(err.into()),
+            match guard.get_inner().read_one()? {
+                Some(received) => return Ok(received),
+                None => guard.clear_ready(),
+            }
+        }
+    }
+
+    /// Wait for the next signals: every one pending (at least one, up to [`BATCH`]).
+    pub async fn recv_batch(&mut self, out: &mut Batch) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable_mut().await?;
+            match guard.get_inner().read_batch(out)? {
+                0 => guard.clear_ready(),
+                n => return Ok(n),
             }
         }
     }

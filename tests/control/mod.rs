@@ -3,8 +3,10 @@
 //! recorder (tests/fixtures/record-signals.pl), which logs every signal it receives.
 
 mod clients;
+mod hostile_dir;
 mod limits;
 mod requests;
+mod rolling_update;
 mod shutdown;
 mod socket;
 mod stalled_log;

@@ -204,3 +204,30 @@ fn cmd_without_double_dash_like_docker_run_image_cmd() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "-v --grace 9\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
 }
+
+#[test]
+fn durations_that_sum_past_u64_are_usage_errors() {
+    // Each term fits; their sum does not fit a Duration: once a panic (exit 134).
+    let huge = "18446744073709551s".repeat(1001);
+    let (code, stderr) = run(Mode::Subreaper, &["--grace", &huge, "--", "true"]);
+    assert_eq!(code, 2, "--grace: {stderr}");
+    assert!(stderr.contains("too large"), "{stderr}");
+    let env = Command::new(supd_bin())
+        .args(["--no-socket", "--", "true"])
+        .env("SUPD_GRACE", &huge)
+        .output()
+        .unwrap();
+    assert_eq!(env.status.code(), Some(2), "SUPD_GRACE");
+    let scheduler = Command::new(supd_bin())
+        .args([
+            "scheduler",
+            "--check",
+            "--file",
+            "/dev/null",
+            "--retry-for",
+            &huge,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(scheduler.status.code(), Some(2), "--retry-for");
+}

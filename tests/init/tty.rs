@@ -226,3 +226,49 @@ fn interactive_shell() -> (Guarded, Pty) {
     pty.expect("ready21");
     (shell, pty)
 }
+
+#[test]
+fn ctrl_z_on_a_service_holding_the_terminal_gives_the_shell_its_prompt() {
+    // supd as a job of an interactive shell, stdin the terminal: the service's group
+    // holds the terminal, so Ctrl-Z stops the service, not supd. supd must follow
+    // (the shell prints its prompt), `fg` must give the service the terminal again, and
+    // Ctrl-C still end it.
+    let (mut shell, mut pty) = interactive_shell();
+    let shell_pid = shell.pid();
+    let line = format!("{} --no-socket -- sleep 1000\n", supd_bin().display());
+    pty.write(line.as_bytes());
+    let supd = wait_for(Duration::from_secs(10), "supd", || {
+        child_running(shell_pid, "supd")
+    });
+    let service = wait_for(Duration::from_secs(10), "the service", || {
+        child_running(supd, "sleep")
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the service holds the terminal",
+        || stat(service).is_some_and(|s| s.tpgid == service),
+    );
+    pty.write(b"\x1a");
+    pty.expect("Stopped");
+    wait_for(Duration::from_secs(10), "both stopped", || {
+        state(supd) == Some('T') && state(service) == Some('T')
+    });
+    // The prompt is back: the shell runs commands again.
+    pty.write(b"echo prompt$((6*7))\n");
+    pty.expect("prompt42");
+    pty.write(b"fg\n");
+    wait_for(Duration::from_secs(10), "both running again", || {
+        state(supd) == Some('S') && state(service) == Some('S')
+    });
+    wait_for(
+        Duration::from_secs(10),
+        "the service holds the terminal again",
+        || stat(service).is_some_and(|s| s.tpgid == service),
+    );
+    pty.write(b"\x03");
+    wait_for(Duration::from_secs(10), "supd gone", || !alive(supd));
+    pty.write(b"echo status$?\n");
+    pty.expect("status130");
+    pty.write(b"exit 0\n");
+    let _ = shell.wait();
+}

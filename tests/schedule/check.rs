@@ -105,8 +105,8 @@ fn bad_zone_lines_and_other_variables() {
          F:2: bad time zone name \"../etc/passwd\" (an IANA name like Europe/London)\n\
          F:3: bad time zone name \"Europe/../London\" (an IANA name like Europe/London)\n\
          F:4: bad time zone name \"\" (an IANA name like Europe/London)\n\
-         F:5: only TZ= and CRON_TZ= lines may set variables, not PATH (jobs run no shell)\n\
-         F:6: only TZ= and CRON_TZ= lines may set variables, not SHELL (jobs run no shell)\n"
+         F:5: only TZ=, CRON_TZ= and SLOT= lines may set variables, not PATH (jobs run no shell)\n\
+         F:6: only TZ=, CRON_TZ= and SLOT= lines may set variables, not SHELL (jobs run no shell)\n"
     );
 }
 

@@ -4,6 +4,7 @@
 //! `src/schedule/`.
 
 mod check;
+mod inproc;
 mod next;
 mod runner;
 

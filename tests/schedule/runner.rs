@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::{children_of, lazy, supd, wait_for, Logged, Mode, Supd, TempDir};
 
-fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
+pub(super) fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
     let mut command = supd();
     command
         .arg("scheduler")
@@ -18,6 +18,9 @@ fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
         .arg(file)
         .arg("--socket-dir")
         .arg(socket_dir)
+        // Each test its own state (never the host's /var/lib/supd).
+        .arg("--state-dir")
+        .arg(file.with_extension("state"))
         .args(extra)
         .env_remove("TZ")
         .env_remove("SUPD_VERBOSE")
@@ -27,7 +30,7 @@ fn scheduler(file: &Path, socket_dir: &Path, extra: &[&str]) -> Logged {
 
 /// A stand-in service socket: records each request line and answers with `reply`
 /// after `delay`.
-fn fake_service(
+pub(super) fn fake_service(
     dir: &Path,
     service: &str,
     reply: &'static str,
@@ -56,11 +59,11 @@ fn fake_service(
     seen
 }
 
-const RAN: &str = "{\"event\":\"started\",\"action\":\"act\",\"id\":1}\n{\"event\":\"stdout\",\"line\":\"hi\"}\n{\"event\":\"exit\",\"code\":0,\"duration_ms\":5}\n";
+pub(super) const RAN: &str = "{\"event\":\"started\",\"action\":\"act\",\"id\":1}\n{\"event\":\"stdout\",\"line\":\"hi\"}\n{\"event\":\"exit\",\"code\":0,\"duration_ms\":5}\n";
 const BUSY: &str =
     "{\"event\":\"error\",\"kind\":\"busy\",\"message\":\"act is already running\"}\n";
 
-fn field(line: &str, key: &str) -> String {
+pub(super) fn field(line: &str, key: &str) -> String {
     line.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or_else(|| panic!("no {key}= in {line}"))

@@ -120,14 +120,21 @@ pub struct LastResult {
     pub code: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorKind>,
+    /// A scheduled run's outcome (ok, failed, lost, skipped), kept across restarts when
+    /// the schedule has a state dir; absent for runs a client asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
 }
 
 /// Why a request got no (complete) result.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
-    /// The action is already running, or --max-callbacks are.
+    /// The action is already running (not retried: the run is skipped).
     Busy,
+    /// `--max-callbacks` other actions are running: the service is full for now
+    /// (worth retrying).
+    Full,
     UnknownAction,
     BadRequest,
     /// The peer's uid/gid is not allowed.
@@ -143,6 +150,7 @@ impl ErrorKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorKind::Busy => "busy",
+            ErrorKind::Full => "full",
             ErrorKind::UnknownAction => "unknown-action",
             ErrorKind::BadRequest => "bad-request",
             ErrorKind::Denied => "denied",
@@ -155,7 +163,7 @@ impl ErrorKind {
     /// supctl's exit status for this error (sysexits.h, and 124 like timeout(1)).
     pub fn exit_code(self) -> i32 {
         match self {
-            ErrorKind::Busy => exit::EX_TEMPFAIL,
+            ErrorKind::Busy | ErrorKind::Full => exit::EX_TEMPFAIL,
             ErrorKind::UnknownAction | ErrorKind::BadRequest => exit::EX_USAGE,
             ErrorKind::Denied => exit::EX_NOPERM,
             ErrorKind::Timeout => exit::TIMEOUT,

@@ -163,7 +163,14 @@ async fn connection(state: Rc<State>, mut stream: UnixStream, id: u64) {
             return;
         }
     };
-    crate::info!(
+    // Healthchecks ping every few seconds: at debug, not one info line each.
+    let level = if request.action == "ping" {
+        crate::log::Level::Debug
+    } else {
+        crate::log::Level::Info
+    };
+    crate::__log_event!(
+        level,
         "request",
         user = request.user,
         action = request.action,
@@ -279,9 +286,9 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
         return;
     }
     let busy = state.registry.borrow().busy(&request.action);
-    if let Some(message) = busy {
-        crate::info!("busy", action = request.action, reason = message);
-        reply(&mut stream, &Event::error(ErrorKind::Busy, message)).await;
+    if let Some((kind, message)) = busy {
+        crate::info!(kind.as_str(), action = request.action, reason = message);
+        reply(&mut stream, &Event::error(kind, message)).await;
         return;
     }
     if !state.settings.callbacks.is_file() {

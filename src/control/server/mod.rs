@@ -1,9 +1,10 @@
 //! The request socket server, inside supd's event loop (no extra threads).
 //!
-//! [`start`] binds `<socket-dir>/<service>-request.sock` synchronously (init calls it
+//! [`start`] tries `<socket-dir>/<service>-request.sock` synchronously (init calls it
 //! right after spawning the service, which then runs without the socket when the
-//! directory is bad or another supd serves it) and spawns the accept loop on the current
-//! `LocalSet`. Each connection is a small task: read one request line (at most 4 KiB,
+//! directory is bad) and spawns a task on the current `LocalSet` that serves it: at
+//! once, or, while another supd holds the lock (a rolling update), after trying again
+//! every 250 ms until that one has gone (see [`serve`]). Each connection is a small task: read one request line (at most 4 KiB,
 //! 5 s), check the peer, answer built-ins directly or spawn the callback as its own task
 //! (see `callbacks`), then relay its events.
 //!
@@ -33,6 +34,8 @@ mod registry;
 mod relay;
 mod socket;
 
+pub use socket::{lock_verdict, socket_verdict, trusted_owner, LockVerdict, Probe, SocketVerdict};
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
@@ -43,13 +46,14 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixListener;
 use tokio::task::AbortHandle;
 
-use crate::control::callbacks::{self, Settings};
-use crate::control::protocol::{self, Status, VERSION};
+use crate::control::callbacks::{self, Ending, Outbox, Settings, Take};
+use crate::control::client::Outcome;
+use crate::control::protocol::{self, ErrorKind, Event, LastResult, Request, Status, VERSION};
 use crate::sys::reaper::Reaper;
 
 use connection::accept_loop;
 use registry::Registry;
-use socket::SocketFile;
+use socket::{Attempt, SocketFile};
 
 /// Connections still sending their request line.
 pub const MAX_READING: usize = 64;
@@ -102,17 +106,21 @@ pub struct ServerContext {
 /// Handle to a running server, owned by init.
 pub struct ServerHandle {
     state: Rc<State>,
-    accept: AbortHandle,
+    /// None: no socket (an executor for the in-process schedule only).
+    accept: Option<AbortHandle>,
 }
 
 impl ServerHandle {
     /// Stop accepting and unlink the socket file (only if it is still ours). Callbacks
     /// that run go on; no new one starts.
     pub fn close(&self) {
-        self.accept.abort();
+        if let Some(accept) = &self.accept {
+            accept.abort();
+        }
         if self.state.closed.replace(true) {
             return;
         }
+        self.state.on_close.notify_waiters();
         // Connections still sending their request will get no callback now.
         let readers: Vec<AbortHandle> = self
             .state
@@ -124,7 +132,15 @@ impl ServerHandle {
         for handle in readers {
             handle.abort();
         }
-        self.state.socket.remove();
+        if let Some(socket) = self.state.socket.borrow().as_ref() {
+            socket.remove();
+        }
+    }
+
+    /// The executor that runs callbacks for this server (same registry: busy, full,
+    /// `--max-callbacks`, `status`), for runs that do not come through the socket.
+    pub fn executor(&self) -> Executor {
+        Executor(Rc::clone(&self.state))
     }
 
     /// Resolves when no client connection is left: after [`close`](Self::close) and the
@@ -140,7 +156,8 @@ impl ServerHandle {
 struct State {
     settings: Settings,
     reaper: Rc<Reaper>,
-    socket: SocketFile,
+    /// The socket file, once this supd holds it (`None` while it waits for the lock).
+    socket: RefCell<Option<SocketFile>>,
     service_pid: u32,
     supd_pid: u32,
     started: Instant,
@@ -151,6 +168,8 @@ struct State {
     /// Connections still reading their request, oldest first (for eviction).
     reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
     closed: Cell<bool>,
+    /// Woken by [`ServerHandle::close`].
+    on_close: tokio::sync::Notify,
     /// A `list` is running its bash: at most one at a time (it is not a callback, so
     /// `--max-callbacks` does not bound it, and every request would start a bash).
     listing: Cell<bool>,
@@ -173,23 +192,39 @@ impl State {
     }
 }
 
-/// Bind the socket and spawn the accept loop on the current `LocalSet`. Must be called
-/// inside the runtime and a `LocalSet`. An error (a bad directory, a live socket or lock
-/// of another supd) leaves nothing behind to clean up.
+/// Take the socket (or find out it must wait for it) and spawn the task that serves it
+/// on the current `LocalSet`. Must be called inside the runtime and a `LocalSet`. An
+/// error (a bad directory, a group that does not exist, a directory at the socket's
+/// name) leaves nothing behind to clean up; another supd holding the lock or serving
+/// the socket is not an error: the task waits for it to leave.
 pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     let args = &context.config;
     let service = args.service.clone();
     let path = protocol::socket_path(&args.socket_dir, &service);
-    let (socket, listener) =
-        SocketFile::bind(path, args.socket_mode, args.socket_group.as_deref())?;
-    let listener = UnixListener::from_std(listener)?;
-    crate::info!(
-        "serving requests",
-        socket = socket.path().display(),
-        mode = format!("{:04o}", args.socket_mode),
-        callbacks = args.callbacks.display()
-    );
-    let state = Rc::new(State {
+    let first = SocketFile::try_bind(&path, args.socket_mode, args.socket_group.as_deref())?;
+    let config = context.config.clone();
+    let state = new_state(context);
+    let task = serve(state.clone(), config, path, first);
+    let accept = tokio::task::spawn_local(task).abort_handle();
+    Ok(ServerHandle {
+        state,
+        accept: Some(accept),
+    })
+}
+
+/// A server without a socket: only its [`Executor`] runs callbacks (`--no-socket`, or a
+/// socket that could not be bound, with an in-process schedule).
+pub fn start_without_socket(context: ServerContext) -> ServerHandle {
+    ServerHandle {
+        state: new_state(context),
+        accept: None,
+    }
+}
+
+fn new_state(context: ServerContext) -> Rc<State> {
+    let args = &context.config;
+    let service = args.service.clone();
+    Rc::new(State {
         settings: Settings {
             bash: callbacks::find_bash(),
             service,
@@ -199,7 +234,7 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
             supd_pid: context.supd_pid,
         },
         reaper: context.reaper,
-        socket,
+        socket: RefCell::new(None),
         service_pid: context.service_pid,
         supd_pid: context.supd_pid,
         started: Instant::now(),
@@ -209,9 +244,224 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
         connections: Cell::new(0),
         reading: RefCell::default(),
         closed: Cell::new(false),
+        on_close: tokio::sync::Notify::new(),
         listing: Cell::new(false),
         no_connections: tokio::sync::Notify::new(),
-    });
-    let accept = tokio::task::spawn_local(accept_loop(state.clone(), listener)).abort_handle();
-    Ok(ServerHandle { state, accept })
+    })
+}
+
+/// Runs callbacks for requests that do not come through the socket (the in-process
+/// schedule), under the same rules: one run per action (`busy`), `--max-callbacks` in
+/// all (`full`), the timeout, and `status`'s last results.
+#[derive(Clone)]
+pub struct Executor(Rc<State>);
+
+impl Executor {
+    /// The service these callbacks belong to.
+    pub fn service(&self) -> &str {
+        &self.0.settings.service
+    }
+
+    /// The one reaper (for other children, such as a hook, started next to callbacks).
+    pub fn reaper(&self) -> Rc<Reaper> {
+        Rc::clone(&self.0.reaper)
+    }
+
+    /// Whether the server was closed (supd is shutting down): no new run starts.
+    pub fn is_closed(&self) -> bool {
+        self.0.closed.get()
+    }
+
+    /// Resolves once the server is closed.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.0.on_close.notified();
+            if self.0.closed.get() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Make `result` the action's last result in `status`.
+    pub fn record(&self, result: LastResult) {
+        self.0.registry.borrow_mut().record(result);
+    }
+
+    /// Run `request`'s callback like a socket request with `wait: true`: `on_event` sees
+    /// `started` and every output line; the result is what a client would get. The
+    /// callback itself is its own task: dropping this future does not stop it.
+    pub async fn request(&self, request: &Request, mut on_event: impl FnMut(&Event)) -> Outcome {
+        let state = &self.0;
+        let refused = |kind, message: String| Outcome::Refused { kind, message };
+        if state.closed.get() {
+            return refused(ErrorKind::Internal, "supd is shutting down".into());
+        }
+        let busy = state.registry.borrow().busy(&request.action);
+        if let Some((kind, message)) = busy {
+            crate::info!(kind.as_str(), action = request.action, reason = message);
+            return refused(kind, message);
+        }
+        if !state.settings.callbacks.is_file() {
+            let message = format!(
+                "no callbacks file {} (so no action {})",
+                state.settings.callbacks.display(),
+                request.action
+            );
+            return refused(ErrorKind::UnknownAction, message);
+        }
+        let id = state.registry.borrow_mut().next_id();
+        // No .await between the busy check, the spawn and the registration.
+        let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
+            Ok(run) => run,
+            Err(e) => {
+                crate::error!("cannot start callback", action = request.action, error = e);
+                return refused(ErrorKind::Internal, format!("cannot start bash: {e}"));
+            }
+        };
+        crate::info!(
+            "callback started",
+            action = request.action,
+            id = id,
+            pid = run.pid
+        );
+        state
+            .registry
+            .borrow_mut()
+            .started(&request.action, id, run.pid, &request.user);
+        let outbox = Rc::new(Outbox::default());
+        let (done, mut ended) = tokio::sync::oneshot::channel();
+        let action = request.action.clone();
+        let run_state = Rc::clone(state);
+        let run_outbox = Rc::clone(&outbox);
+        tokio::task::spawn_local(async move {
+            let (ending, duration) = run.drive(Some(run_outbox)).await;
+            run_state
+                .registry
+                .borrow_mut()
+                .finished(&action, id, &ending, duration);
+            let _ = done.send((ending, duration));
+        });
+        let mut relay = |outbox: &Outbox| {
+            if let Take::Data(bytes) = outbox.take() {
+                for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    if let Ok(event) = serde_json::from_slice::<Event>(line) {
+                        if !event.is_final() {
+                            on_event(&event);
+                        }
+                    }
+                }
+            }
+        };
+        let result = loop {
+            tokio::select! {
+                biased;
+                () = outbox.changed.notified() => relay(&outbox),
+                result = &mut ended => break result,
+            }
+        };
+        relay(&outbox);
+        outbox.close();
+        match result {
+            Ok((ending, duration)) => ending_outcome(id, &request.action, ending, duration),
+            Err(_) => refused(ErrorKind::Internal, "the callback's run was lost".into()),
+        }
+    }
+}
+
+/// What a client would have been told about a run that ended this way.
+fn ending_outcome(id: u64, action: &str, ending: Ending, duration: Duration) -> Outcome {
+    match ending {
+        Ending::Exited(exit) => Outcome::Exited {
+            id,
+            code: exit.status(),
+            duration_ms: protocol::millis(duration),
+        },
+        Ending::UnknownAction => Outcome::Refused {
+            kind: ErrorKind::UnknownAction,
+            message: format!("no callback for action {action}"),
+        },
+        Ending::TimedOut(_) => Outcome::Refused {
+            kind: ErrorKind::Timeout,
+            message: format!(
+                "{action} ran past the callback timeout; its process group was killed"
+            ),
+        },
+        Ending::Failed(message) => Outcome::Refused {
+            kind: ErrorKind::Internal,
+            message,
+        },
+    }
+}
+
+/// Serve the socket: at once when `first` bound it, else after waiting for it.
+///
+/// Waiting is a plain timer, every [`socket::LOCK_RETRY`] (250 ms) while another supd
+/// holds the lock: a `flock` that blocks would block PID 1 (or need a thread, which
+/// signals and the one reaper forbid), and no portable event says "the lock is free"
+/// (inotify sees the holder's close, but not on every filesystem a shared /run may be,
+/// nor a lock inherited by a child). Only a supd that waits wakes up; one that serves
+/// makes no wakeup of its own.
+async fn serve(state: Rc<State>, config: Config, path: PathBuf, first: Attempt) {
+    let mut attempt = first;
+    let mut waiting: Option<(Instant, String)> = None;
+    loop {
+        match attempt {
+            Attempt::Bound(socket, listener) => {
+                let listener = match UnixListener::from_std(listener) {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        crate::error!(
+                            "request socket unavailable; running the service without it",
+                            error = e
+                        );
+                        socket.remove();
+                        return;
+                    }
+                };
+                if let Some((since, _)) = &waiting {
+                    crate::info!(
+                        "the request socket is free; taking it over",
+                        socket = path.display(),
+                        waited_ms = since.elapsed().as_millis()
+                    );
+                }
+                crate::info!(
+                    "serving requests",
+                    socket = socket.path().display(),
+                    mode = format!("{:04o}", config.socket_mode),
+                    callbacks = config.callbacks.display()
+                );
+                *state.socket.borrow_mut() = Some(socket);
+                accept_loop(state, listener).await;
+                return;
+            }
+            Attempt::Wait { reason, retry } => {
+                if waiting.as_ref().map(|(_, last)| last) != Some(&reason) {
+                    crate::warn!(
+                        "request socket not available yet; trying again",
+                        reason = reason,
+                        every_ms = retry.as_millis()
+                    );
+                    let since = waiting.map_or_else(Instant::now, |(since, _)| since);
+                    waiting = Some((since, reason));
+                }
+                tokio::time::sleep(retry).await;
+                if state.closed.get() {
+                    return;
+                }
+                let group = config.socket_group.as_deref();
+                attempt = match SocketFile::try_bind(&path, config.socket_mode, group) {
+                    Ok(attempt) => attempt,
+                    Err(e) => {
+                        crate::error!(
+                            "request socket unavailable; running the service without it",
+                            error = e
+                        );
+                        return;
+                    }
+                };
+            }
+        }
+    }
 }

@@ -34,21 +34,27 @@ impl Registry {
         }
     }
 
-    /// Why `action` may not start now, if it may not: it runs already, or the limit is
-    /// reached.
-    pub(super) fn busy(&self, action: &str) -> Option<String> {
+    /// Why `action` may not start now, if it may not: it runs already (`busy`), or the
+    /// limit is reached (`full`).
+    pub(super) fn busy(&self, action: &str) -> Option<(ErrorKind, String)> {
         if let Some(run) = self.running.get(action) {
-            return Some(format!(
-                "{action} is already running (id {}, for {}s)",
-                run.id,
-                run.started.elapsed().as_secs()
+            return Some((
+                ErrorKind::Busy,
+                format!(
+                    "{action} is already running (id {}, for {}s)",
+                    run.id,
+                    run.started.elapsed().as_secs()
+                ),
             ));
         }
         if self.running.len() >= self.max_callbacks {
-            return Some(format!(
-                "{} callbacks are running (--max-callbacks {}); try again later",
-                self.running.len(),
-                self.max_callbacks
+            return Some((
+                ErrorKind::Full,
+                format!(
+                    "{} callbacks are running (--max-callbacks {}); try again later",
+                    self.running.len(),
+                    self.max_callbacks
+                ),
             ));
         }
         None
@@ -117,8 +123,18 @@ impl Registry {
                 duration_ms: protocol::millis(duration),
                 code,
                 error,
+                outcome: None,
             },
         );
+    }
+
+    /// A scheduled run's result (from the in-process schedule, or its state file at
+    /// start): `status` shows it as the action's last result.
+    pub(super) fn record(&mut self, result: LastResult) {
+        if self.last.len() >= MAX_LAST_RESULTS && !self.last.contains_key(&result.action) {
+            return;
+        }
+        self.last.insert(result.action.clone(), result);
     }
 
     /// The running callbacks, oldest first, for `status`.
@@ -176,11 +192,17 @@ mod tests {
         assert_eq!(registry.next_id(), 2);
         assert_eq!(registry.busy("a"), None);
         registry.started("a", 1, 100, "root");
-        let busy = registry.busy("a").unwrap_or_default();
+        let (kind, busy) = registry
+            .busy("a")
+            .unwrap_or((ErrorKind::Other, String::new()));
+        assert_eq!(kind, ErrorKind::Busy);
         assert!(busy.contains("a is already running (id 1"), "{busy}");
         assert_eq!(registry.busy("b"), None);
         registry.started("b", 2, 101, "root");
-        let busy = registry.busy("c").unwrap_or_default();
+        let (kind, busy) = registry
+            .busy("c")
+            .unwrap_or((ErrorKind::Other, String::new()));
+        assert_eq!(kind, ErrorKind::Full);
         assert!(busy.contains("--max-callbacks 2"), "{busy}");
         let running = registry.running();
         assert_eq!(running.iter().map(|r| r.id).collect::<Vec<_>>(), [1, 2]);

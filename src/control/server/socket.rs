@@ -1,60 +1,266 @@
 //! The socket file's lifecycle: the lock, the stale check, bind with its final mode and
 //! group, and the unlink at the end (only of the file we bound).
+//!
+//! The socket directory may be writable by others (a Kubernetes `emptyDir` is 0777,
+//! `/tmp`-like dirs are 1777), so nothing here follows a symlink, blocks on a FIFO or
+//! acts on a path after deciding on what it named:
+//! - the lock file is created with `O_EXCL|O_NOFOLLOW`, or opened with
+//!   `O_NOFOLLOW|O_NONBLOCK` and `fstat`ed; anything but a regular file of ours with one
+//!   link is unlinked (by name: `unlink` never follows) and replaced ([`lock_verdict`]);
+//! - a socket found live is believed only when its listener (SO_PEERCRED) is root or
+//!   supd's own uid; an impostor's is unlinked and replaced ([`socket_verdict`]);
+//! - the socket is born with its final mode and group (umask and fsgid around `bind`):
+//!   no chmod or chown by path after bind, the window the symlink-swap attack used.
+//!
+//! The decisions are pure functions of what was found, public for the fuzzer.
 
+use std::cell::RefCell;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::sys::fs::{self, Kind, Stat};
+
+/// What to do with the file found at `<socket>.lock`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LockVerdict {
+    /// A regular file of ours: lock it.
+    Use,
+    /// Anything else (a FIFO, a symlink, a device, another uid's file, a hard link):
+    /// never open it for locking; unlink the name and create our own.
+    Replace,
+}
+
+/// The lock file decision: only a regular file owned by supd's own uid with exactly
+/// one link is used. The mode is not part of it: supd creates the file 0600, and a
+/// file of ours that others can read only lets them hold the lock (what a writable
+/// directory allows anyway), never follow us anywhere.
+pub fn lock_verdict(kind: Kind, uid: u32, nlink: u64, own_uid: u32) -> LockVerdict {
+    if kind == Kind::Regular && uid == own_uid && nlink == 1 {
+        LockVerdict::Use
+    } else {
+        LockVerdict::Replace
+    }
+}
+
+/// What the non-blocking probe connect to an existing socket file found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// Nobody listens (ECONNREFUSED), or the file went away.
+    Refused,
+    /// A listener exists. `peer_uid` is its SO_PEERCRED uid when the connect went
+    /// through; `None` when its backlog was full (EAGAIN): then the file's owner stands in.
+    Live { peer_uid: Option<u32> },
+}
+
+/// What to do about the name `<service>-request.sock`, with our lock held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketVerdict {
+    /// Nothing there: bind.
+    Bind,
+    /// A socket nobody listens on: unlink it and bind.
+    ReplaceStale,
+    /// A file of another uid (a live socket, a symlink, anything but a directory): an
+    /// impostor, since a legitimate supd would hold the lock we hold. Unlink and bind.
+    ReplaceImpostor,
+    /// A live socket of root or of our own uid without the lock (a supd from before the
+    /// lock): leave it alone and try again later.
+    Defer,
+    /// Something we will not remove (a directory, a non-socket file of root or ours).
+    Refuse,
+}
+
+/// Whether a uid may own the socket another supd serves: root, or supd's own uid.
+pub fn trusted_owner(uid: u32, own_uid: u32) -> bool {
+    uid == 0 || uid == own_uid
+}
+
+/// The socket path decision. `found`: the `lstat` of the name (kind, owner), `None`
+/// when nothing is there; `probe`: for a socket, what connecting to it found.
+pub fn socket_verdict(found: Option<(Kind, u32)>, probe: Probe, own_uid: u32) -> SocketVerdict {
+    let Some((kind, file_uid)) = found else {
+        return SocketVerdict::Bind;
+    };
+    match kind {
+        Kind::Directory => SocketVerdict::Refuse,
+        Kind::Socket => match probe {
+            Probe::Refused => SocketVerdict::ReplaceStale,
+            Probe::Live { peer_uid } => {
+                if trusted_owner(peer_uid.unwrap_or(file_uid), own_uid) {
+                    SocketVerdict::Defer
+                } else {
+                    SocketVerdict::ReplaceImpostor
+                }
+            }
+        },
+        _ if trusted_owner(file_uid, own_uid) => SocketVerdict::Refuse,
+        _ => SocketVerdict::ReplaceImpostor,
+    }
+}
+
+/// One try at taking the service's socket.
+pub(super) enum Attempt {
+    /// Ours: serve it.
+    Bound(SocketFile, std::os::unix::net::UnixListener),
+    /// Not now (another supd holds the lock or serves the socket, a planted file could
+    /// not be replaced yet): try again after `retry`. `reason` says why, for the log.
+    Wait {
+        reason: String,
+        retry: std::time::Duration,
+    },
+}
+
+/// How often a supd waiting for the lock tries again: well within the 1 s in which it
+/// must serve once the holder has gone (DESIGN §7).
+pub(super) const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How often a supd that found a live socket of another (lock-less) supd, or a planted
+/// file it could not remove, tries again: each probe is a connection the other supd
+/// has to accept.
+pub(super) const DEFER_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The socket file this supd bound, and the lock that makes it the only one serving it.
 pub(super) struct SocketFile {
     path: PathBuf,
-    /// (dev, ino) of the socket file we bound: unlink only that one.
-    inode: (u64, u64),
-    /// Held for supd's lifetime: one supd per service at a time (see [`lock_service`]).
-    _lock: Flock<std::fs::File>,
+    /// The socket file we bound: unlink only that one.
+    bound: Stat,
+    /// Held until the socket is removed: one supd per service at a time (see
+    /// [`lock_service`]); released right after the unlink so that a waiting successor
+    /// takes over at once.
+    lock: RefCell<Option<Flock<std::fs::File>>>,
 }
 
 impl SocketFile {
-    /// Lock the service, replace a stale socket (never a live one), and bind `path` with
-    /// its final `mode` and `group`, non-blocking.
-    pub(super) fn bind(
-        path: PathBuf,
-        mode: u32,
-        group: Option<&str>,
-    ) -> io::Result<(SocketFile, std::os::unix::net::UnixListener)> {
-        let lock = lock_service(&path)?;
-        let listener = bind(&path, mode, group)?;
-        let meta = std::fs::symlink_metadata(&path)?;
-        let file = SocketFile {
-            path,
-            inode: (meta.dev(), meta.ino()),
-            _lock: lock,
+    /// Lock the service, replace a stale socket or an impostor (never a live socket of
+    /// another supd), and bind `path` with its final `mode` and `group`, non-blocking.
+    /// `Err` is for what retrying will not fix (a missing directory, a bad group, a
+    /// directory at the socket's name).
+    pub(super) fn try_bind(path: &Path, mode: u32, group: Option<&str>) -> io::Result<Attempt> {
+        let own_uid = fs::euid();
+        let gid = group.map(resolve_group).transpose()?;
+        let lock = match lock_service(path, own_uid)? {
+            Locked::Yes(lock) => lock,
+            Locked::No { reason, retry } => return Ok(Attempt::Wait { reason, retry }),
         };
-        Ok((file, listener))
+        let found = match fs::lstat(path) {
+            Ok(st) => Some(st),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let probe = match found {
+            Some(st) if st.kind == Kind::Socket => answers(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot check existing socket {}: {e}", path.display()),
+                )
+            })?,
+            _ => Probe::Refused,
+        };
+        let verdict = socket_verdict(found.map(|st| (st.kind, st.uid)), probe, own_uid);
+        match (verdict, found) {
+            (SocketVerdict::Bind, _) => {}
+            (SocketVerdict::Defer, _) => {
+                return Ok(Attempt::Wait {
+                    reason: format!(
+                        "{} is live: another supd (uid {}) serves this service; not taking \
+                         it over",
+                        path.display(),
+                        match probe {
+                            Probe::Live {
+                                peer_uid: Some(uid),
+                            } => uid,
+                            _ => found.map_or(0, |st| st.uid),
+                        }
+                    ),
+                    retry: DEFER_RETRY,
+                })
+            }
+            (SocketVerdict::Refuse, Some(st)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    format!(
+                        "{} exists and is a {} (uid {}), not a socket; not replacing it",
+                        path.display(),
+                        st.kind,
+                        st.uid
+                    ),
+                ))
+            }
+            (SocketVerdict::ReplaceStale, Some(st))
+            | (SocketVerdict::ReplaceImpostor, Some(st)) => {
+                if verdict == SocketVerdict::ReplaceStale {
+                    crate::info!("replacing stale socket", path = path.display());
+                } else {
+                    crate::warn!(
+                        "replacing an impostor at the socket's path (we hold the lock, so no \
+                         supd serves it)",
+                        path = path.display(),
+                        kind = st.kind,
+                        file_uid = st.uid,
+                        peer_uid = match probe {
+                            Probe::Live {
+                                peer_uid: Some(uid),
+                            } => uid.to_string(),
+                            _ => "-".to_string(),
+                        }
+                    );
+                }
+                if let Err(e) = fs::unlink_if_same(path, &st) {
+                    return Ok(Attempt::Wait {
+                        reason: format!("cannot remove {}: {e}", path.display()),
+                        retry: DEFER_RETRY,
+                    });
+                }
+            }
+            // A verdict other than Bind always comes with something found.
+            (_, None) => {}
+        }
+        let (listener, bound) = match bind_final(path, mode, gid)? {
+            Ok(bound) => bound,
+            // Someone put a file there since the check, or swapped ours right after bind
+            // (an attacker in a writable dir): decide again on the next try.
+            Err(reason) => {
+                return Ok(Attempt::Wait {
+                    reason,
+                    retry: LOCK_RETRY,
+                })
+            }
+        };
+        Ok(Attempt::Bound(
+            SocketFile {
+                path: path.to_path_buf(),
+                bound,
+                lock: RefCell::new(Some(lock)),
+            },
+            listener,
+        ))
     }
 
     pub(super) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Unlink the socket file, if it is still the one we bound.
+    /// Unlink the socket file, if it is still the one we bound; then release the lock.
     pub(super) fn remove(&self) {
         let path = &self.path;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if (meta.dev(), meta.ino()) == self.inode => {
-                if let Err(e) = std::fs::remove_file(path) {
-                    crate::warn!("cannot remove the socket", path = path.display(), error = e);
-                }
-            }
-            Ok(_) => crate::info!(
-                "socket file was replaced by someone else; leaving it",
+        match fs::unlink_if_same(path, &self.bound) {
+            Ok(true) => {}
+            Ok(false) => crate::info!(
+                "socket file was replaced or removed by someone else; leaving it",
                 path = path.display()
             ),
-            Err(_) => {}
+            Err(e) => crate::warn!("cannot remove the socket", path = path.display(), error = e),
         }
+        self.lock.borrow_mut().take();
     }
+}
+
+enum Locked {
+    Yes(Flock<std::fs::File>),
+    No {
+        reason: String,
+        retry: std::time::Duration,
+    },
 }
 
 /// Take `<socket>.lock` (flock, non-blocking) before touching the socket file. Without
@@ -62,109 +268,207 @@ impl SocketFile {
 /// unlink would remove the first's fresh socket, leaving it serving an unlinked file.
 /// The kernel drops the lock when its holder dies, so a crashed supd never blocks the
 /// next one. The small lock file stays (it is not a socket: `supctl services` skips it).
-fn lock_service(socket: &Path) -> io::Result<Flock<std::fs::File>> {
+///
+/// The file is created `O_EXCL|O_NOFOLLOW` or opened `O_NOFOLLOW|O_NONBLOCK` and checked
+/// with `fstat` ([`lock_verdict`]): a FIFO planted there cannot block supd in `open`, a
+/// symlink cannot make it create a file at its target. After locking, the name must
+/// still be the file we locked (someone may have replaced it meanwhile).
+fn lock_service(socket: &Path, own_uid: u32) -> io::Result<Locked> {
     let mut name = socket.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display())))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| {
-        if errno == nix::errno::Errno::EWOULDBLOCK {
-            io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "{} is live: another supd holds {}; not taking it over",
-                    socket.display(),
-                    path.display()
-                ),
-            )
-        } else {
-            io::Error::new(
-                io::Error::from(errno).kind(),
-                format!("cannot lock {}: {errno}", path.display()),
-            )
+    let annotate = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    // A few rounds: each one that finds the name changed under it starts over.
+    for _ in 0..4 {
+        let file = match fs::create_new(&path, 0o600) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::open_existing(&path) {
+                Ok(file) => {
+                    let st = fs::fstat(&file).map_err(annotate)?;
+                    if lock_verdict(st.kind, st.uid, st.nlink, own_uid) == LockVerdict::Use {
+                        file
+                    } else {
+                        drop(file);
+                        if let Some(no) = replace_lock(&path, &st)? {
+                            return Ok(no);
+                        }
+                        continue;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                // ELOOP (a symlink), ENXIO (a socket), EACCES (another uid's file)...:
+                // look at the name itself.
+                Err(open_error) => match fs::lstat(&path) {
+                    Ok(st)
+                        if lock_verdict(st.kind, st.uid, st.nlink, own_uid)
+                            == LockVerdict::Replace =>
+                    {
+                        if let Some(no) = replace_lock(&path, &st)? {
+                            return Ok(no);
+                        }
+                        continue;
+                    }
+                    Ok(_) => return Err(annotate(open_error)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(annotate(e)),
+                },
+            },
+            Err(e) => return Err(annotate(e)),
+        };
+        let locked = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => locked,
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Ok(Locked::No {
+                    reason: format!(
+                        "{} is live: another supd holds {}; waiting for it to leave",
+                        socket.display(),
+                        path.display()
+                    ),
+                    retry: LOCK_RETRY,
+                })
+            }
+            Err((_, errno)) => {
+                return Err(io::Error::new(
+                    io::Error::from(errno).kind(),
+                    format!("cannot lock {}: {errno}", path.display()),
+                ))
+            }
+        };
+        let ours = fs::fstat(&locked).map_err(annotate)?;
+        match fs::lstat(&path) {
+            Ok(now) if now.same_file(&ours) => return Ok(Locked::Yes(locked)),
+            _ => continue,
         }
+    }
+    Ok(Locked::No {
+        reason: format!("{} keeps changing under supd", path.display()),
+        retry: LOCK_RETRY,
     })
 }
 
-/// Replace a stale socket, never a live one; bind with the final mode before accepting.
-fn bind(
+/// Unlink a lock file that failed [`lock_verdict`]; `Some` when that is not possible
+/// now (e.g. another uid's file in a sticky directory, for a supd that is not root).
+fn replace_lock(path: &Path, st: &Stat) -> io::Result<Option<Locked>> {
+    match fs::unlink_if_same(path, st) {
+        Ok(removed) => {
+            if removed {
+                crate::warn!(
+                    "refusing the lock file; replaced it",
+                    path = path.display(),
+                    kind = st.kind,
+                    uid = st.uid,
+                    mode = format!("{:04o}", st.mode),
+                    links = st.nlink
+                );
+            }
+            Ok(None)
+        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
+            Ok(Some(Locked::No {
+                reason: format!(
+                    "refusing the lock file: {} is a {} of uid {} that supd may not remove \
+                     ({e}); waiting for it to go",
+                    path.display(),
+                    st.kind,
+                    st.uid
+                ),
+                retry: DEFER_RETRY,
+            }))
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot remove {}: {e}", path.display()),
+        )),
+    }
+}
+
+/// Bind `path` born with its final mode and group: the umask leaves exactly `mode`
+/// (bits above 0777 mean nothing for a socket), and the thread's fsgid is the group.
+/// Nothing acts on the path after bind, except when the fsgid could not be set (a
+/// non-root supd naming a supplementary group) or a set-group-ID directory imposed its
+/// own group: then `fchownat(AT_SYMLINK_NOFOLLOW)` on the name, after checking it is
+/// still our socket. The umask is process-wide: supd's runtime is one thread, and this
+/// runs without an `.await`, so no spawn (which would inherit it) can happen meanwhile.
+/// `Ok(Err(reason))`: the name was taken or swapped under us; worth another try.
+fn bind_final(
     path: &Path,
     mode: u32,
-    group: Option<&str>,
-) -> io::Result<std::os::unix::net::UnixListener> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => match answers(path) {
-            Ok(true) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "{} is live: another supd serves this service; not taking it over",
-                        path.display()
-                    ),
-                ))
-            }
-            Ok(false) => {
-                crate::info!("replacing stale socket", path = path.display());
-                match std::fs::remove_file(path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-            }
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("cannot check existing socket {}: {e}", path.display()),
-                ))
-            }
-        },
-        Ok(_) => {
+    gid: Option<u32>,
+) -> io::Result<Result<(std::os::unix::net::UnixListener, Stat), String>> {
+    let saved_fsgid = gid.map(fs::set_fsgid);
+    let old_umask = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(!mode & 0o777));
+    let bound = std::os::unix::net::UnixListener::bind(path);
+    nix::sys::stat::umask(old_umask);
+    if let Some(saved) = saved_fsgid {
+        fs::set_fsgid(saved);
+    }
+    let listener = match bound {
+        Ok(listener) => listener,
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            return Ok(Err(format!("cannot bind {}: {e}", path.display())))
+        }
+        Err(e) => {
             return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!(
-                    "{} exists and is not a socket; not replacing it",
-                    path.display()
-                ),
+                e.kind(),
+                format!("cannot bind {}: {e}", path.display()),
             ))
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    // Bind with a umask that leaves the socket owner-only, then open it up: nobody else
-    // can connect before mode and group are final. (The runtime is single-threaded, so
-    // the process-wide umask change races nothing.)
-    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
-    let bound = std::os::unix::net::UnixListener::bind(path);
-    nix::sys::stat::umask(old);
-    let listener = bound
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot bind {}: {e}", path.display())))?;
-    let setup = || -> io::Result<()> {
-        if let Some(group) = group {
-            let gid = resolve_group(group)?;
-            nix::unistd::chown(path, None, Some(gid)).map_err(io::Error::from)?;
+    };
+    // Whatever is at the name now is not ours to remove when it is not our socket.
+    let st = match fs::lstat(path) {
+        Ok(st) if st.kind == Kind::Socket && st.nlink == 1 => st,
+        Ok(st) => {
+            return Ok(Err(format!(
+                "{} was replaced right after bind (now a {} of uid {})",
+                path.display(),
+                st.kind,
+                st.uid
+            )))
         }
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        Err(e) => {
+            return Ok(Err(format!(
+                "{} vanished right after bind: {e}",
+                path.display()
+            )))
+        }
+    };
+    let setup = || -> io::Result<()> {
+        if let Some(gid) = gid {
+            if st.gid != gid {
+                fs::lchgrp(path, gid).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("cannot set group {gid} on {}: {e}", path.display()),
+                    )
+                })?;
+            }
+        }
+        if st.mode != mode & 0o777 {
+            crate::warn!(
+                "the socket's mode is not the one asked for (a default ACL on the directory?)",
+                path = path.display(),
+                mode = format!("{:04o}", st.mode),
+                wanted = format!("{:04o}", mode & 0o777)
+            );
+        }
         listener.set_nonblocking(true)
     };
     if let Err(e) = setup() {
-        let _ = std::fs::remove_file(path);
+        let _ = fs::unlink_if_same(path, &st);
         return Err(e);
     }
-    Ok(listener)
+    Ok(Ok((listener, st)))
 }
 
-/// Whether someone listens on the socket file at `path`. The connect is non-blocking: a
-/// blocking one waits for as long as a live listener's backlog stays full (a stopped or
-/// flooded supd), and this runs in supd's only thread, before it serves its own service.
-fn answers(path: &Path) -> io::Result<bool> {
+/// Whether someone listens on the socket file at `path`, and who. The connect is
+/// non-blocking: a blocking one waits for as long as a live listener's backlog stays
+/// full (a stopped or flooded supd), and this runs in supd's only thread, before it
+/// serves its own service.
+fn answers(path: &Path) -> io::Result<Probe> {
     use nix::errno::Errno;
-    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use nix::sys::socket::{
+        connect, getsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, UnixAddr,
+    };
     use std::os::fd::AsRawFd;
     let fd = socket(
         AddressFamily::Unix,
@@ -174,24 +478,92 @@ fn answers(path: &Path) -> io::Result<bool> {
     )?;
     let address = UnixAddr::new(path)?;
     match connect(fd.as_raw_fd(), &address) {
-        // Accepted, or queued / backlog full: a listener exists.
-        Ok(()) | Err(Errno::EAGAIN) | Err(Errno::EINPROGRESS) => Ok(true),
+        // Accepted or queued: the listener's credentials are known.
+        Ok(()) | Err(Errno::EINPROGRESS) => {
+            let peer_uid = getsockopt(&fd, sockopt::PeerCredentials)
+                .ok()
+                .map(|cred| cred.uid());
+            Ok(Probe::Live { peer_uid })
+        }
+        // Backlog full: a listener exists, its credentials are not known.
+        Err(Errno::EAGAIN) => Ok(Probe::Live { peer_uid: None }),
         // Nobody listens (ECONNREFUSED), or the file just went away.
-        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Ok(false),
+        Err(Errno::ECONNREFUSED) | Err(Errno::ENOENT) => Ok(Probe::Refused),
         Err(e) => Err(e.into()),
     }
 }
 
-fn resolve_group(group: &str) -> io::Result<nix::unistd::Gid> {
+fn resolve_group(group: &str) -> io::Result<u32> {
     if let Ok(n) = group.parse::<u32>() {
-        return Ok(nix::unistd::Gid::from_raw(n));
+        return Ok(n);
     }
     match nix::unistd::Group::from_name(group) {
-        Ok(Some(g)) => Ok(g.gid),
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
         Ok(None) => Err(io::Error::new(
             io::ErrorKind::NotFound,
             format!("unknown socket group {group:?}"),
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_file_decisions() {
+        assert_eq!(lock_verdict(Kind::Regular, 0, 1, 0), LockVerdict::Use);
+        assert_eq!(lock_verdict(Kind::Regular, 1000, 1, 1000), LockVerdict::Use);
+        for kind in [Kind::Fifo, Kind::Symlink, Kind::Socket, Kind::CharDevice] {
+            assert_eq!(lock_verdict(kind, 0, 1, 0), LockVerdict::Replace);
+        }
+        assert_eq!(
+            lock_verdict(Kind::Regular, 65534, 1, 0),
+            LockVerdict::Replace
+        );
+        assert_eq!(lock_verdict(Kind::Regular, 0, 2, 0), LockVerdict::Replace);
+    }
+
+    #[test]
+    fn socket_decisions() {
+        let live = |uid| Probe::Live {
+            peer_uid: Some(uid),
+        };
+        assert_eq!(socket_verdict(None, Probe::Refused, 0), SocketVerdict::Bind);
+        assert_eq!(
+            socket_verdict(Some((Kind::Socket, 0)), Probe::Refused, 0),
+            SocketVerdict::ReplaceStale
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Socket, 0)), live(0), 0),
+            SocketVerdict::Defer
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Socket, 65534)), live(65534), 0),
+            SocketVerdict::ReplaceImpostor
+        );
+        // Backlog full: the file's owner stands in for the listener.
+        let full = Probe::Live { peer_uid: None };
+        assert_eq!(
+            socket_verdict(Some((Kind::Socket, 0)), full, 0),
+            SocketVerdict::Defer
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Socket, 65534)), full, 0),
+            SocketVerdict::ReplaceImpostor
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Symlink, 65534)), Probe::Refused, 0),
+            SocketVerdict::ReplaceImpostor
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Regular, 0)), Probe::Refused, 0),
+            SocketVerdict::Refuse
+        );
+        assert_eq!(
+            socket_verdict(Some((Kind::Directory, 65534)), Probe::Refused, 0),
+            SocketVerdict::Refuse
+        );
     }
 }
