@@ -13,7 +13,6 @@ fi
 declare -A f
 while IFS='=' read -r k v; do [[ -n $k ]] && f[$k]=$v; done <"$figures"
 mbps() { [[ -n ${1:-} && -n ${2:-} && ${2:-0} -gt 0 ]] && awk -v b="$1" -v ms="$2" 'BEGIN{printf "%.1f MB/s", b / 1048576 / (ms / 1000)}' || echo "n/a"; }
-raw=$(( ${f[rows]:-0} * 110 ))   # ~110 bytes a row in the dump's SQL text
 section=$(mktemp)
 {
     echo "<!-- cluster:begin (bench/cluster.sh; edits here are overwritten) -->"
@@ -25,13 +24,14 @@ section=$(mktemp)
     echo "|---|---:|"
     echo "| \`docker stack deploy\` -> every service healthy (4 services, 5 tasks) | ${f[deploy_ms]:-n/a} ms |"
     echo "| drain mysql's node -> mysql healthy on another node (empty datadir initialised) | ${f[drain_healthy_ms]:-n/a} ms |"
-    echo "| drain -> first scheduled nightly-backup seen on the new node (every-minute job) | ${f[drain_run_s]:+${f[drain_run_s]} s}${f[drain_run_s]:-n/a (needs --schedule, issue 11)} |"
+    if [[ -n ${f[drain_run_s]:-} ]]; then run="${f[drain_run_s]} s"; else run="n/a (needs --schedule, issue 11)"; fi
+    echo "| drain -> first scheduled nightly-backup seen on the new node (every-minute job: includes the wait for the next minute) | $run |"
     echo "| dump: ${f[rows]:-?} rows -> ${f[dump_bytes]:-?} bytes xz, local \`mariadb-dump \| xz\` | ${f[dump_ms]:-n/a} ms |"
     echo "| push of that dump to the restic repository on another node (restic backup over HTTP) | ${f[push_ms]:-n/a} ms, $(mbps "${f[dump_bytes]:-}" "${f[push_ms]:-}") |"
     echo "| fetch from the repository on the new node (restic restore) | ${f[fetch_ms]:-n/a} ms, $(mbps "${f[dump_bytes]:-}" "${f[fetch_ms]:-}") |"
     echo "| restore latest: fetch + checksum + \`xz -d \| mariadb\` | ${f[restore_ms]:-n/a} ms |"
     echo
-    echo "MB/s are of the compressed dump. The local dump's time is mostly xz -6 on a busy CPU; the push and the fetch add little next to it."
+    echo 'MB/s are of the compressed dump. With a ~1 MB dump they are not bandwidth figures: the push is the repository'"'"'s first backup (restic init included) and each restic run pays a fixed cost (key derivation, index, lock, snapshot) of a few seconds on a busy CPU, so the push takes about as long as the local dump + xz itself; the fetch about a third of that. CLUSTER_ROWS=N sets the table size.'
     echo "<!-- cluster:end -->"
 } >"$section"
 cat "$section"

@@ -108,7 +108,7 @@ task_line() {
 task_node() { local l; l=$(task_line "$@") || return 1; echo "${l%% *}"; }
 # sx SVC[/SLOT] CMD...: run CMD in the service's running task container.
 sx() {
-    local svc=${1%%/*} slot= l node id cid
+    local svc=${1%%/*} slot='' l node id cid
     [[ $1 == */* ]] && slot=${1#*/}
     shift
     l=$(task_line "$svc" "$slot") || { echo "no running task of $svc${slot:+.$slot}" >&2; return 69; }
@@ -271,7 +271,6 @@ if wait_stack 240; then
 else
     fail "stack not healthy"; for s in mysql web backup-repo scheduler; do svc_logs "$s" | tail -n 15; done; exit 1
 fi
-deployed_epoch=$(date +%s)
 bench[disk_mb]=$(du -smc /var/lib/docker/volumes/"$name"-node*-docker 2>/dev/null | tail -n1 | cut -f1)
 info "disk used by the nodes' engines: ${bench[disk_mb]} MB"
 
@@ -306,6 +305,7 @@ for _ in 1 2 3 4; do
     [[ $rc == 75 ]] || break
     sleep 10
 done
+backed_epoch=$(date +%s)
 dump=$(sed -n 's|^\(/backups/mysql-.*\.sql\.xz\)$|\1|p' <<<"$out" | tail -n1)
 snap=$(sed -n 's/^snapshot \([0-9a-f]*\)$/\1/p' <<<"$out" | tail -n1)
 if [[ $rc == 0 && -n $dump && -n $snap ]]; then
@@ -338,12 +338,25 @@ fi
 
 # --- 5. the services' own schedules (issue 11) ---------------------------------------
 if [[ $has_schedule == yes ]]; then
-    # The first minute boundary after deploy, plus time for the runs to finish.
-    due=$(( (deployed_epoch / 60 + 1) * 60 ))
-    sleep $(( due + 25 - $(date +%s) > 0 ? due + 25 - $(date +%s) : 0 ))
-    l=$(runs_ok mysql nightly-backup | grep "@$mysql_node" | head -n1)
-    [[ -n $l ]] && pass "mysql's nightly-backup ran by its own schedule on $mysql_node (no scheduler container): ${l##*| }" \
-               || { fail "no scheduled nightly-backup on $mysql_node"; svc_logs mysql | tail -n 20; }
+    # The first minute boundary after the manual backup (the same rows; not busy with it).
+    due=$(( (backed_epoch / 60 + 1) * 60 ))
+    due_text=$(date -u -d "@$due" +%Y-%m-%dT%H:%M)
+    sched_run() { [[ -n $(runs_ok mysql nightly-backup | grep "@$mysql_node" | grep "due=$due_text" || true) ]]; }
+    sleep $(( due + 5 - $(date +%s) > 0 ? due + 5 - $(date +%s) : 0 ))
+    if wait_for 40 sched_run; then
+        l=$(runs_ok mysql nightly-backup | grep "@$mysql_node" | grep "due=$due_text" | head -n1)
+        pass "mysql's nightly-backup ran by its own schedule on $mysql_node (no scheduler container): ${l##*| }"
+        # Its dump (with the rows) went to the repository too: a second snapshot of this host.
+        hosts=$(sx mysql supctl send mysql backups 2>/dev/null | grep -c "mysql\.$mysql_node" || true)
+        nsnaps=$(sx backup-repo ls /srv/restic/mysql/snapshots 2>/dev/null | wc -l)
+        if (( hosts >= 2 )); then
+            pass "the scheduled run's dump reached the repository on $repo_node too ($hosts snapshots from mysql.$mysql_node, $nsnaps in all)"
+        else
+            fail "repository on $repo_node: $hosts snapshots from mysql.$mysql_node after the scheduled run, want >= 2"
+        fi
+    else
+        fail "no scheduled nightly-backup due $due_text on $mysql_node"; svc_logs mysql | tail -n 20
+    fi
     w1=$(runs_ok web rotate-logs | grep -c "${stack}_web\.1\." || true)
     w2=$(runs_ok web rotate-logs | grep -c "${stack}_web\.2\." || true)
     ((w1 >= 1 && w2 >= 1)) && pass "web: rotate-logs ran in both replicas (slot 1: $w1, slot 2: $w2 runs)" \

@@ -87,7 +87,7 @@ _restic_enabled() { [[ -n ${BACKUP_RESTIC_REPOSITORY:-} ]]; }
 
 # _urlencode STRING: percent-encode everything but unreserved characters (RFC 3986).
 _urlencode() {
-    local s=$1 out= c i
+    local s=$1 out='' c i
     for ((i = 0; i < ${#s}; i++)); do
         c=${s:i:1}
         case $c in
