@@ -332,8 +332,13 @@ if [[ $repo_node != "$mysql_node" && $nsnaps -ge 1 ]] \
 else
     fail "snapshot ${snap:0:8} not found in the repository on $repo_node (mysql on $mysql_node, $nsnaps snapshots)"
 fi
-if sx mysql sh -c 'ps -eo args' | grep -E 'restic|rclone' | grep -qiE 'pass|:[^ ]*@'; then
-    fail "credentials on a command line"
+# The REST server got its user and password through its environment, not its argv.
+rargs=$(sx backup-repo ps -eo args 2>/dev/null | grep '[r]clone serve' || true)
+if [[ -n $rargs ]] && ! grep -qF -- "$(cut -d: -f2- "$tree/secrets/restic-http")" <<<"$rargs" \
+   && ! grep -qE -- '--(pass|user|htpasswd)' <<<"$rargs"; then
+    pass "rclone serve restic on $repo_node has no credentials on its command line: ${rargs:0:60}..."
+else
+    fail "rclone's command line: '${rargs:-not running}'"
 fi
 
 # --- 5. the services' own schedules (issue 11) ---------------------------------------
