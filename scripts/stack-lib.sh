@@ -11,7 +11,12 @@ export SUPD_IMAGE
 say() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 
 # compose ARGS...: docker-compose v1 when installed (Debian's package), else `docker compose`.
+# SUPD_COMPOSE=v1 or v2 picks one (tests/e2e/stack-test.sh runs under both).
 compose() {
+    case ${SUPD_COMPOSE:-} in
+        v1) docker-compose "$@"; return ;;
+        v2) docker compose "$@"; return ;;
+    esac
     if command -v docker-compose >/dev/null 2>&1; then
         docker-compose "$@"
     else

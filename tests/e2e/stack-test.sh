@@ -14,6 +14,19 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/stack-lib.sh"
 cd "$STACK_ROOT"
 
+# Under both docker-compose v1 (Debian's) and `docker compose` v2 (scripts/setup-tools.sh
+# --compose-v2 installs it), one run each, unless SUPD_COMPOSE=v1|v2 picks one.
+if [[ -z ${SUPD_COMPOSE:-} ]]; then
+    command -v docker-compose >/dev/null 2>&1 || { say "docker-compose v1 missing (apt-get install docker-compose)"; exit 1; }
+    docker compose version >/dev/null 2>&1 || "$STACK_ROOT/scripts/setup-tools.sh" --compose-v2
+    rc=0
+    for v in v1 v2; do
+        say "=== under $( [[ $v == v1 ]] && docker-compose version --short || docker compose version --short) ($v)"
+        SUPD_COMPOSE=$v "$0" "$@" || rc=1
+    done
+    exit "$rc"
+fi
+
 project=supde2e$$
 export SUPD_IMAGE=supd-stack:e2e-$$
 export COMPOSE_PROJECT_NAME=$project
@@ -236,8 +249,8 @@ fi
 
 echo
 if (( failures == 0 )); then
-    echo "e2e: all checks passed in $((SECONDS - t0)) s"
+    echo "e2e ($SUPD_COMPOSE): all checks passed in $((SECONDS - t0)) s"
 else
-    echo "e2e: $failures check(s) FAILED ($((SECONDS - t0)) s)"
+    echo "e2e ($SUPD_COMPOSE): $failures check(s) FAILED ($((SECONDS - t0)) s)"
     exit 1
 fi
