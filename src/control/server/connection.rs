@@ -12,10 +12,10 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::relay::relay;
 use super::{
-    State, DENIED_LOG_EVERY, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, MAX_REFUSED,
+    launch, State, DENIED_LOG_EVERY, EVICT_AFTER, MAX_CONNECTIONS, MAX_READING, MAX_REFUSED,
     REFUSED_LINGER, REPLY_WRITE, REQUEST_IDLE,
 };
-use crate::control::callbacks::{self, Outbox};
+use crate::control::callbacks;
 use crate::control::protocol::{self, ErrorKind, Event, Request, MAX_REQUEST, VERSION};
 
 pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
@@ -385,39 +385,14 @@ async fn run_callback(state: &Rc<State>, mut stream: UnixStream, request: &Reque
         .await;
         return;
     }
-    let id = state.registry.borrow_mut().next_id();
-    // No .await between the busy check, the spawn and the registration.
-    let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
-        Ok(run) => run,
-        Err(e) => {
-            crate::error!("cannot start callback", action = request.action, error = e);
-            let message = format!("cannot start bash: {e}");
+    // The run is its own task: it finishes even when this connection goes away.
+    let outbox = match launch(state, request) {
+        Ok(launched) => launched.outbox,
+        Err(message) => {
             reply(&mut stream, &Event::error(ErrorKind::Internal, message)).await;
             return;
         }
     };
-    crate::info!(
-        "callback started",
-        action = request.action,
-        id = id,
-        pid = run.pid
-    );
-    state
-        .registry
-        .borrow_mut()
-        .started(&request.action, id, run.pid, &request.user);
-    let outbox = Rc::new(Outbox::default());
-    let action = request.action.clone();
-    let run_state = state.clone();
-    let run_outbox = outbox.clone();
-    // The run is its own task: it finishes even when this connection goes away.
-    tokio::task::spawn_local(async move {
-        let (ending, duration) = run.drive(Some(run_outbox)).await;
-        run_state
-            .registry
-            .borrow_mut()
-            .finished(&action, id, &ending, duration);
-    });
     relay(&mut stream, &outbox, request.wait).await;
     outbox.close();
 }

@@ -322,38 +322,14 @@ impl Executor {
             );
             return refused(ErrorKind::UnknownAction, message);
         }
-        let id = state.registry.borrow_mut().next_id();
-        // No .await between the busy check, the spawn and the registration.
-        let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
-            Ok(run) => run,
-            Err(e) => {
-                crate::error!("cannot start callback", action = request.action, error = e);
-                return refused(ErrorKind::Internal, format!("cannot start bash: {e}"));
-            }
+        let Launched {
+            id,
+            outbox,
+            mut ended,
+        } = match launch(state, request) {
+            Ok(launched) => launched,
+            Err(message) => return refused(ErrorKind::Internal, message),
         };
-        crate::info!(
-            "callback started",
-            action = request.action,
-            id = id,
-            pid = run.pid
-        );
-        state
-            .registry
-            .borrow_mut()
-            .started(&request.action, id, run.pid, &request.user);
-        let outbox = Rc::new(Outbox::default());
-        let (done, mut ended) = tokio::sync::oneshot::channel();
-        let action = request.action.clone();
-        let run_state = Rc::clone(state);
-        let run_outbox = Rc::clone(&outbox);
-        tokio::task::spawn_local(async move {
-            let (ending, duration) = run.drive(Some(run_outbox)).await;
-            run_state
-                .registry
-                .borrow_mut()
-                .finished(&action, id, &ending, duration);
-            let _ = done.send((ending, duration));
-        });
         let mut relay = |outbox: &Outbox| {
             if let Take::Data(bytes) = outbox.take() {
                 for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
@@ -379,6 +355,55 @@ impl Executor {
             Err(_) => refused(ErrorKind::Internal, "the callback's run was lost".into()),
         }
     }
+}
+
+/// A callback started by [`launch`].
+struct Launched {
+    id: u64,
+    /// Its events, for the relay to a client (or to the executor's caller).
+    outbox: Rc<Outbox>,
+    /// Its ending, once it has ended and its result is recorded.
+    ended: tokio::sync::oneshot::Receiver<(Ending, Duration)>,
+}
+
+/// Start `request`'s callback and register it: the one way a run begins, for socket
+/// requests and the executor alike. The caller has checked `busy`/`full`; there is no
+/// .await between that check, the spawn and the registration. The run is its own task:
+/// it finishes (and records its result) even when whoever waits for it goes away. Err:
+/// the message for an `internal` error (bash could not be started).
+fn launch(state: &Rc<State>, request: &Request) -> Result<Launched, String> {
+    let id = state.registry.borrow_mut().next_id();
+    let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
+        Ok(run) => run,
+        Err(e) => {
+            crate::error!("cannot start callback", action = request.action, error = e);
+            return Err(format!("cannot start bash: {e}"));
+        }
+    };
+    crate::info!(
+        "callback started",
+        action = request.action,
+        id = id,
+        pid = run.pid
+    );
+    state
+        .registry
+        .borrow_mut()
+        .started(&request.action, id, run.pid, &request.user);
+    let outbox = Rc::new(Outbox::default());
+    let (done, ended) = tokio::sync::oneshot::channel();
+    let action = request.action.clone();
+    let run_state = Rc::clone(state);
+    let run_outbox = Rc::clone(&outbox);
+    tokio::task::spawn_local(async move {
+        let (ending, duration) = run.drive(Some(run_outbox)).await;
+        run_state
+            .registry
+            .borrow_mut()
+            .finished(&action, id, &ending, duration);
+        let _ = done.send((ending, duration));
+    });
+    Ok(Launched { id, outbox, ended })
 }
 
 /// What a client would have been told about a run that ended this way.
