@@ -243,6 +243,14 @@ impl Signals {
         }
     }
 
+    /// Every signal pending now, up to [`BATCH`], without waiting and without touching
+    /// the event loop's readiness (0: none). The fd stays registered with the loop, so
+    /// a new signal still wakes the runtime from epoll, but no task is woken for it: the
+    /// init reads it from the runtime's park hook instead (see `init::supervisor`).
+    pub fn read_now(&self, out: &mut Batch) -> std::io::Result<usize> {
+        self.fd.get_ref().read_batch(out)
+    }
+
     pub fn raw_fd(&self) -> i32 {
         self.fd.get_ref().as_raw_fd()
     }
