@@ -571,3 +571,69 @@ fn log_step(step: Step) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn retries_stop_a_margin_before_the_job_is_due_again() {
+        let due = at("2026-01-01T04:05:00Z");
+        let next = at("2026-01-01T04:06:00Z");
+        // A long --retry-for: the next due time minus the margin bounds it, so the run
+        // is logged lost a second before the next one starts (never `still running`).
+        let deadline = retry_deadline(due, Duration::from_secs(3600), Some(next));
+        assert_eq!(deadline, at("2026-01-01T04:05:59Z"));
+        assert_eq!(next.duration_since(deadline), RETRY_MARGIN);
+        assert!(deadline < next);
+        // The same with --retry-for beyond the calendar's range ("until due again").
+        let deadline = retry_deadline(due, Duration::MAX, Some(next));
+        assert_eq!(deadline, at("2026-01-01T04:05:59Z"));
+    }
+
+    #[test]
+    fn a_short_retry_for_or_no_next_run_bounds_the_retries_alone() {
+        let due = at("2026-01-01T04:05:00Z");
+        let next = at("2026-01-01T04:06:00Z");
+        assert_eq!(
+            retry_deadline(due, Duration::from_secs(4), Some(next)),
+            at("2026-01-01T04:05:04Z")
+        );
+        assert_eq!(
+            retry_deadline(due, Duration::from_secs(4), None),
+            at("2026-01-01T04:05:04Z")
+        );
+        assert_eq!(
+            retry_deadline(due, Duration::MAX, None),
+            Timestamp::MAX,
+            "no next run and no limit: retry on"
+        );
+        // Exactly at the margin: retries end right at the next due time minus 1 s.
+        assert_eq!(
+            retry_deadline(due, Duration::from_secs(59), Some(next)),
+            at("2026-01-01T04:05:59Z")
+        );
+    }
+
+    #[test]
+    fn a_run_started_within_the_margin_gets_no_retries_not_a_deadline_before_it() {
+        // A catch-up run (its window starts now) half a second before the job is due
+        // again: the deadline is its own start (one attempt, then lost), never earlier.
+        let from = at("2026-01-01T04:05:59.5Z");
+        let next = at("2026-01-01T04:06:00Z");
+        assert_eq!(
+            retry_deadline(from, Duration::from_secs(3600), Some(next)),
+            from
+        );
+        // A next due time before `from` (a clock step): still no deadline in the past.
+        let earlier = at("2026-01-01T04:00:00Z");
+        assert_eq!(
+            retry_deadline(from, Duration::from_secs(3600), Some(earlier)),
+            from
+        );
+    }
+}
