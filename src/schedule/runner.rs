@@ -6,12 +6,16 @@
 //!   [`Planner`] then decides what the step means (cronie's rules, see `plan.rs`).
 //! - Each due run is a task (`deliver.rs`) that sends the job's request (to a socket,
 //!   or to this supd's own executor), retrying an unreachable socket or a full service
-//!   until shortly before the job is due again or `--retry-for` has passed. A job still
+//!   until [`RETRY_MARGIN`] (1 s) before the job is due again or `--retry-for` has
+//!   passed. A job still
 //!   running when it is due again is skipped (logged), never doubled.
 //! - Every run's result goes to the state (`state.rs`: catch-up after a restart, the
 //!   history), the metrics file and, when it failed or was lost, the `--on-failure` hook.
+//!   The files are serialized and written by the state's writer thread (`Persist`).
 //! - SIGHUP or a change in the file's directory reloads (`reload.rs`); a file with
-//!   errors keeps the old schedule.
+//!   errors keeps the old schedule. No per-job walk runs on the event loop: the reload
+//!   is planned on a thread, and the state changes of a reload (and the start's catch-up
+//!   and state walk) are made `SYNC_CHUNK` (512) jobs per turn, with a yield between.
 //! - `supd scheduler`: SIGTERM/SIGINT/SIGQUIT exit 0 at once (callbacks run on in their
 //!   services); as PID 1 of the scheduler container it reaps whatever orphans reach it.
 //!   The in-process schedule ([`Core`] inside PID-1 supd, `inproc.rs`) has no signals of
