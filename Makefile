@@ -5,7 +5,7 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 SUPD_RELEASE := target/$(MUSL_TARGET)/release/supd
 FUZZ_SECONDS ?= 20
 
-.PHONY: all build release up down test lint unit fuzz-smoke e2e k8s-check cluster swarm-up swarm-down bench clean
+.PHONY: all build release up up-own-jobs down test lint unit fuzz-smoke e2e k8s-check cluster swarm-up swarm-down bench clean
 
 all: release
 
@@ -21,6 +21,10 @@ release:
 # Start the example stack (base image built offline the first time).
 up:
 	scripts/stack-up.sh
+
+# The same stack with each service running its own jobs (no scheduler container).
+up-own-jobs:
+	STACK_LAYOUT=own-jobs scripts/stack-up.sh
 
 down:
 	scripts/stack-down.sh

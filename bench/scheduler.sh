@@ -14,6 +14,19 @@
 # - --check on a 10,000-line file (hyperfine -N): parse, validate, next run of every job.
 # - ns per next-fire: bench/croner-cmp (its own workspace; croner 4 with its jiff
 #   backend, same expressions, zones and 2000 start times; best of 5 rounds).
+# - In-process (issue 11, DESIGN §5), over the same minute boundaries: JOBS supds with
+#   `--schedule` and no socket each run one `* * * * *` job through their own executor;
+#   lateness from supd's `lateness_ms` (due -> delivery starts, the same field as the
+#   scheduler's `job ran` lines) and from the callback's first command (bash started);
+#   the state write cost per run from the writer thread's debug lines (`render_us`
+#   serialize, `write_us` temp file + fsync + rename + dir fsync).
+# - Reload of 1k/10k/100k lines with a state dir (every job changed: the worst case):
+#   SIGHUP -> `schedule reloaded` (the new jobs are in effect) and -> the state file
+#   written (the chunked state sync done), from supd's log timestamps; and how long a
+#   SIGTERM sent during the 100k reload takes to be answered.
+# - supercronic: not in Debian bookworm, not on PyPI or crates.io (a Go program); not
+#   compared unless SUPERCRONIC=/path/to/supercronic is given (then it runs the same
+#   `* * * * *` jobs and its commands' start times give its lateness).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,9 +109,32 @@ done
 for i in $(seq 1 "$JOBS"); do
     until [ -e "$work/arrivals-$i.ready" ]; do sleep 0.05; done
 done
-"$SUPD" scheduler --file "$work/schedule.cron" --socket-dir "$work" 2>"$work/scheduler.log" &
+"$SUPD" scheduler --file "$work/schedule.cron" --socket-dir "$work" \
+    --state-dir "$work" 2>"$work/scheduler.log" &
 sched=$!
 pids+=("$sched")
+# In-process: one supd per job, no socket, each runs its own line of one file.
+cat >"$work/callbacks.sh" <<'EOF'
+CB_tick() { date +%s%N >> "$ARRIVALS"; }
+EOF
+: >"$work/inproc.cron"
+for i in $(seq 1 "$JOBS"); do echo "* * * * * inp$i tick" >>"$work/inproc.cron"; done
+for i in $(seq 1 "$JOBS"); do
+    mkdir -p "$work/state-$i"
+    ARRIVALS=$work/inproc-arrivals-$i "$SUPD" --service "inp$i" -vv --no-socket \
+        --callbacks "$work/callbacks.sh" --callback-lib /nonexistent \
+        --schedule "$work/inproc.cron" --state-dir "$work/state-$i" \
+        -- sleep 100000 2>"$work/inproc-$i.log" &
+    pids+=($!)
+done
+if [ -n "${SUPERCRONIC:-}" ]; then
+    : >"$work/supercronic.cron"
+    for i in $(seq 1 "$JOBS"); do
+        echo "* * * * * date +%s%N >> $work/sc-arrivals-$i" >>"$work/supercronic.cron"
+    done
+    "$SUPERCRONIC" "$work/supercronic.cron" 2>"$work/supercronic.log" &
+    pids+=($!)
+fi
 ctx() { awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$sched/status"; }
 wakeups=()
 echo "waiting for $MINUTES minute boundaries..." >&2
@@ -127,6 +163,19 @@ EOF
 )
 read -r samples minutes p50 max p99 <<<"$stats"
 logged=$(grep -c "job ran" "$work/scheduler.log" || true)
+
+# In-process next to the scheduler (and supercronic), the state write per run.
+inproc=$(python3 bench/scheduler-inproc.py lateness "$work" "$JOBS")
+read -r _ w_render_p50 w_render_max w_write_p50 w_write_max w_count <<<"$(grep '^WRITES' <<<"$inproc")"
+inproc_rows=$(grep -v '^WRITES' <<<"$inproc")
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+pids=()
+
+# --- reload of 1k / 10k / 100k lines -------------------------------------------------
+echo "reloads..." >&2
+reload=$(python3 bench/scheduler-inproc.py reload "$SUPD" "$work")
+term_ms=$(grep '^TERM' <<<"$reload" | cut -d' ' -f2)
+reload_rows=$(grep -v '^TERM' <<<"$reload")
 wake_list=$(IFS=,; echo "${wakeups[*]}")
 wake_max=$(printf '%s\n' "${wakeups[@]}" | sort -n | tail -1)
 
@@ -149,6 +198,36 @@ section=$work/section.md
         "CLOCK_REALTIME), so it includes the scheduler's wake-up, the connect and Python's" \
         "accept; the scheduler logged $logged \`job ran\` lines. The wakeup window is from 5 s" \
         "after one fire to 5 s before the next. \`--check\` prints every job with its next run."
+    echo
+    echo "### In-process schedules (issue 11)"
+    echo
+    echo "Over the same minute boundaries: $JOBS supds with \`--schedule\` (no socket, each" \
+        "its own \`* * * * *\` line of one file, \`--state-dir\`), next to the scheduler's" \
+        "$JOBS jobs."
+    echo
+    echo "| lateness | p50 | max | runs |"
+    echo "|---|---|---|---|"
+    echo "$inproc_rows"
+    echo
+    if [ -z "${SUPERCRONIC:-}" ]; then
+        echo "supercronic: not compared. It is not packaged in Debian bookworm, and neither" \
+            "PyPI nor crates.io has a build of it (it is a Go program; no Go toolchain here)." \
+            "\`SUPERCRONIC=/path/to/supercronic bench/scheduler.sh\` adds its row."
+        echo
+    fi
+    echo "State write per run (in-process, one job per state file, $w_count writes):" \
+        "serialize p50 ${w_render_p50} µs (max ${w_render_max}), write (temp file + fsync +" \
+        "rename + dir fsync) p50 ${w_write_p50} µs (max ${w_write_max}); both on the writer" \
+        "thread, the event loop only sends the job's new state. A run writes twice (its due" \
+        "time handled at the tick, its result at the end); the write is the fsyncs."
+    echo
+    echo "| reload, with a state dir | SIGHUP → \`schedule reloaded\` | → state file written | its serialize + write |"
+    echo "|---|---|---|---|"
+    echo "$reload_rows"
+    echo
+    echo "SIGTERM sent 0.05 to 1 s into the 100,000-line reload: answered (process gone)" \
+        "within $term_ms ms at worst. Wall times on a machine shared with other builds and" \
+        "test runs: noisy."
     echo
     echo "ns per next-fire computation (bench/croner-cmp: croner 4.0 with its jiff backend;" \
         "10 common expressions × 2000 start times in 2026, best of 5 rounds, release build):"

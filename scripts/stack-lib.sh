@@ -1,12 +1,22 @@
 # shellcheck shell=bash
 # Helpers shared by scripts/stack-up.sh, scripts/stack-down.sh and tests/e2e/stack-test.sh.
-# Source it; it sets nothing but functions and the defaults below.
+# Source it; it sets nothing but functions and the defaults below (and COMPOSE_FILE
+# for STACK_LAYOUT=own-jobs).
 
 STACK_ROOT=${STACK_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 SUPD_BASE=${SUPD_BASE:-supd-base:bookworm}
 SUPD_IMAGE=${SUPD_IMAGE:-supd-stack:latest}
 MUSL_TARGET=x86_64-unknown-linux-musl
 export SUPD_IMAGE
+
+# STACK_LAYOUT=own-jobs: each service runs its own jobs (docker-compose.own-jobs.yaml
+# on top, no scheduler container); default "central" (the scheduler container).
+# COMPOSE_FILE is read by docker-compose v1 and `docker compose` v2 alike.
+case ${STACK_LAYOUT:-central} in
+    central) ;;
+    own-jobs) export COMPOSE_FILE=${COMPOSE_FILE:-docker-compose.yaml:docker-compose.own-jobs.yaml} ;;
+    *) printf 'STACK_LAYOUT must be central or own-jobs, not %s\n' "$STACK_LAYOUT" >&2; exit 2 ;;
+esac
 
 say() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
 

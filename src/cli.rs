@@ -196,8 +196,8 @@ pub struct InProcessArgs {
     #[arg(long, value_name = "N", env = "SUPD_SLOT", requires = "schedule")]
     pub slot: Option<u32>,
 
-    /// Keep retrying a full service (--max-callbacks) this long (or until shortly
-    /// before the job is due again).
+    /// Keep retrying a full service (--max-callbacks) this long, or until 1 s before
+    /// the job is due again, whichever is first (then the run is lost).
     #[arg(long = "retry-for", default_value = "10m", value_parser = parse_duration,
           env = "SUPD_RETRY_FOR")]
     pub retry_for: Duration,
@@ -219,8 +219,8 @@ pub struct StateArgs {
 
     /// After a failed or lost run, run CMD (split into words, quotes allowed, no shell
     /// unless CMD names one) with SUPD_JOB, SUPD_SERVICE, SUPD_ACTION, SUPD_USER,
-    /// SUPD_OUTCOME, SUPD_CODE, SUPD_DUE, SUPD_ERROR in its environment and the run's
-    /// last output lines on stdin.
+    /// SUPD_OUTCOME, SUPD_CODE, SUPD_DUE, SUPD_ERROR, SUPD_DURATION_MS in its environment
+    /// and the run's last 50 output lines on stdin.
     #[arg(long, value_name = "CMD", env = "SUPD_ON_FAILURE")]
     pub on_failure: Option<String>,
 
@@ -320,8 +320,8 @@ pub struct SchedulerArgs {
     #[arg(long, value_name = "UID", env = "SUPD_SERVER_UID")]
     pub server_uid: Option<u32>,
 
-    /// Keep retrying an absent or refusing socket, or a full service, this long (or
-    /// until shortly before the job is due again).
+    /// Keep retrying an absent or refusing socket, or a full service, this long, or
+    /// until 1 s before the job is due again, whichever is first (then the run is lost).
     #[arg(long, default_value = "10m", value_parser = parse_duration, env = "SUPD_RETRY_FOR")]
     pub retry_for: Duration,
 

@@ -4,18 +4,21 @@
 //!
 //! One JSON file in `--state-dir` (`scheduler.json` for `supd scheduler`,
 //! `schedule-<service>.json` for a service's in-process schedule), written atomically
-//! (temp file, fsync, rename, fsync of the directory) by the [`Writer`] thread, so the
-//! event loop (PID 1) never waits for a disk. A missing or unreadable directory is
+//! (temp file, fsync, rename, fsync of the directory) by the [`Persist`] thread, which keeps a
+//! copy of the state: the event loop (PID 1) sends each job's change and never
+//! serializes or waits for a disk. A missing or unreadable directory is
 //! logged once and the schedule runs without state; a corrupt file is logged and
 //! ignored (it is replaced at the next write).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
+
+use super::metrics::{render, Labels};
 
 /// The state file's format version.
 const VERSION: u32 = 1;
@@ -199,14 +202,22 @@ impl Store {
 
     /// The file's bytes, or None without a state dir.
     pub fn serialize(&self) -> Option<(PathBuf, Vec<u8>)> {
-        let path = self.path.clone()?;
-        let file = FileRef {
-            v: VERSION,
-            jobs: &self.jobs,
-        };
-        let mut bytes = serde_json::to_vec(&file).ok()?;
-        bytes.push(b'\n');
-        Some((path, bytes))
+        Some((self.path.clone()?, serialize(&self.jobs)))
+    }
+
+    /// The whole state, for the [`Persist`] thread's copy.
+    pub fn jobs(&self) -> &HashMap<String, JobState> {
+        &self.jobs
+    }
+
+    /// The state file, when there is a usable state dir.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Forget one job; whether it had a state.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.jobs.remove(key).is_some()
     }
 }
 
@@ -231,77 +242,184 @@ impl JobState {
     }
 }
 
-/// Writes files atomically on its own thread: the event loop hands over the bytes and
-/// goes on. Several pending writes of one path collapse into the newest. The thread
-/// inherits supd's blocked signal mask (signals stay with the signalfd) and starts no
-/// process.
-pub struct Writer {
-    tx: Option<mpsc::Sender<(PathBuf, Vec<u8>)>>,
+/// A change of the state, sent to the [`Persist`] thread.
+enum Change {
+    /// The whole state (at start, after the first sync).
+    Replace(HashMap<String, JobState>),
+    Put(String, JobState),
+    Remove(String),
+    /// The jobs as the metrics label them, in file order.
+    Labels(Arc<Vec<JobLabels>>),
+    /// Write the files (pending saves collapse into one).
+    Save,
 }
 
-impl Writer {
-    pub fn new() -> Writer {
-        let (tx, rx) = mpsc::channel::<(PathBuf, Vec<u8>)>();
+/// One job as the metrics file labels it.
+#[derive(Clone, Debug)]
+pub struct JobLabels {
+    pub key: String,
+    /// `file:line`.
+    pub job: String,
+    pub service: String,
+    pub action: String,
+}
+
+/// Keeps a copy of the state on its own thread and writes the state file and the
+/// metrics file there, atomically: the event loop (PID 1) sends one job's change, O(1)
+/// per run, and never serializes, renders or waits for a disk. Pending saves collapse
+/// into one. The thread inherits supd's blocked signal mask (signals stay with the
+/// signalfd) and starts no process.
+pub struct Persist {
+    tx: Option<mpsc::Sender<Change>>,
+}
+
+impl Persist {
+    /// A writer for the state file `state` and the metrics file `metrics`; inactive
+    /// (no thread) when there is neither.
+    pub fn new(state: Option<PathBuf>, metrics: Option<PathBuf>) -> Persist {
+        if state.is_none() && metrics.is_none() {
+            return Persist { tx: None };
+        }
+        let (tx, rx) = mpsc::channel::<Change>();
         let spawned = std::thread::Builder::new()
             .name("supd-state".into())
-            .spawn(move || write_loop(rx));
+            .spawn(move || persist_loop(&rx, state.as_deref(), metrics.as_deref()));
         match spawned {
-            Ok(_) => Writer { tx: Some(tx) },
+            Ok(_) => Persist { tx: Some(tx) },
             Err(e) => {
                 crate::error!(
                     "cannot start the state writer; state and metrics are not saved",
                     error = e
                 );
-                Writer { tx: None }
+                Persist { tx: None }
             }
         }
     }
 
-    pub fn write(&self, path: PathBuf, bytes: Vec<u8>) {
+    /// Whether anything is written (a state dir or a metrics file).
+    pub fn active(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    fn send(&self, change: Change) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send((path, bytes));
+            let _ = tx.send(change);
         }
     }
-}
 
-impl Default for Writer {
-    fn default() -> Self {
-        Writer::new()
+    pub fn replace(&self, jobs: HashMap<String, JobState>) {
+        self.send(Change::Replace(jobs));
+    }
+
+    pub fn put(&self, key: &str, state: &JobState) {
+        if self.active() {
+            self.send(Change::Put(key.to_string(), state.clone()));
+        }
+    }
+
+    pub fn remove(&self, key: String) {
+        self.send(Change::Remove(key));
+    }
+
+    pub fn labels(&self, labels: Arc<Vec<JobLabels>>) {
+        self.send(Change::Labels(labels));
+    }
+
+    pub fn save(&self) {
+        self.send(Change::Save);
     }
 }
 
-fn write_loop(rx: mpsc::Receiver<(PathBuf, Vec<u8>)>) {
+fn persist_loop(rx: &mpsc::Receiver<Change>, state: Option<&Path>, metrics: Option<&Path>) {
+    let mut jobs: HashMap<String, JobState> = HashMap::new();
+    let mut labels: Arc<Vec<JobLabels>> = Arc::new(Vec::new());
     let mut failing: HashMap<PathBuf, String> = HashMap::new();
     while let Ok(first) = rx.recv() {
-        let mut batch: Vec<(PathBuf, Vec<u8>)> = vec![first];
-        while let Ok(next) = rx.try_recv() {
-            batch.retain(|(path, _)| *path != next.0);
-            batch.push(next);
+        let mut save = false;
+        let mut change = Some(first);
+        while let Some(next) = change {
+            match next {
+                Change::Replace(all) => jobs = all,
+                Change::Put(key, state) => {
+                    jobs.insert(key, state);
+                }
+                Change::Remove(key) => {
+                    jobs.remove(&key);
+                }
+                Change::Labels(new) => labels = new,
+                Change::Save => save = true,
+            }
+            change = rx.try_recv().ok();
         }
-        for (path, bytes) in batch {
+        if !save {
+            continue;
+        }
+        if let Some(path) = state {
             let started = std::time::Instant::now();
-            match write_atomic(&path, &bytes) {
-                Ok(()) => {
-                    if failing.remove(&path).is_some() {
-                        crate::info!("writing works again", path = path.display());
-                    }
-                    crate::debug!(
-                        "file written",
-                        path = path.display(),
-                        bytes = bytes.len(),
-                        write_us = started.elapsed().as_micros()
-                    );
-                }
-                Err(e) => {
-                    let message = e.to_string();
-                    if failing.get(&path) != Some(&message) {
-                        crate::error!("cannot write", path = path.display(), error = message);
-                        failing.insert(path, message);
-                    }
-                }
+            let bytes = serialize(&jobs);
+            write_logged(path, &bytes, started, &mut failing);
+        }
+        if let Some(path) = metrics {
+            let started = std::time::Instant::now();
+            let rows: Vec<_> = labels
+                .iter()
+                .map(|l| {
+                    (
+                        Labels {
+                            job: &l.job,
+                            service: &l.service,
+                            action: &l.action,
+                        },
+                        jobs.get(&l.key),
+                    )
+                })
+                .collect();
+            let bytes = render(&rows).into_bytes();
+            write_logged(path, &bytes, started, &mut failing);
+        }
+    }
+}
+
+/// Write one file, log the cost at debug (`render_us`: serializing or rendering it,
+/// `write_us`: temp file, fsync, rename, fsync of the directory) and a failure once.
+fn write_logged(
+    path: &Path,
+    bytes: &[u8],
+    started: std::time::Instant,
+    failing: &mut HashMap<PathBuf, String>,
+) {
+    let rendered = started.elapsed();
+    let result = write_atomic(path, bytes);
+    let written = started.elapsed().saturating_sub(rendered);
+    match result {
+        Ok(()) => {
+            if failing.remove(path).is_some() {
+                crate::info!("writing works again", path = path.display());
+            }
+            crate::debug!(
+                "file written",
+                path = path.display(),
+                bytes = bytes.len(),
+                render_us = rendered.as_micros(),
+                write_us = written.as_micros()
+            );
+        }
+        Err(e) => {
+            let message = e.to_string();
+            if failing.get(path) != Some(&message) {
+                crate::error!("cannot write", path = path.display(), error = message);
+                failing.insert(path.to_path_buf(), message);
             }
         }
     }
+}
+
+/// The state file's bytes.
+fn serialize(jobs: &HashMap<String, JobState>) -> Vec<u8> {
+    let file = FileRef { v: VERSION, jobs };
+    let mut bytes = serde_json::to_vec(&file).unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 /// Write `bytes` to `path` atomically: a temp file in the same directory (a dot name,

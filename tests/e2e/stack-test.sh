@@ -59,6 +59,8 @@ cleanup() {
     # Belt and braces if compose itself failed: everything labelled with our project.
     docker ps -aq --filter "label=com.docker.compose.project=$project" | xargs -r docker rm -f >/dev/null 2>&1 || true
     docker network ls -q --filter "label=com.docker.compose.project=$project" | xargs -r docker network rm >/dev/null 2>&1 || true
+    # The own-jobs layout's state volumes (declared in its override file only).
+    docker volume ls -q --filter "label=com.docker.compose.project=$project" | xargs -r docker volume rm >/dev/null 2>&1 || true
     docker image rm "$SUPD_IMAGE" >/dev/null 2>&1 || true
     rm -rf --one-file-system "$work"
     exit "$rc"
@@ -245,6 +247,45 @@ if dc up -d >"$work/up2.log" 2>&1 && wait_healthy 180 -p "$project" -f "$work/do
         "nightly-backup after restart: exit $rc" test "$rc" = 0 || true
 else
     fail "stack not healthy after down/up"; cat "$work/up2.log"; dc logs --tail 30
+fi
+
+# --- 9. The own-jobs layout: each service runs its own jobs ------------------------
+# docker-compose.own-jobs.yaml on top: no scheduler container; web's PID-1 supd runs
+# web's lines of the same schedule file (the every-minute config-test above) itself,
+# with its state on a volume. About a minute and a half more (up + one boundary).
+cp -a docker-compose.own-jobs.yaml "$work/"
+dco() { dc -f "$work/docker-compose.own-jobs.yaml" "$@"; }
+dc down -t 10 >/dev/null 2>&1
+start=$(date +%s%N)
+if dco up -d >"$work/up3.log" 2>&1 && wait_healthy 180 -p "$project" -f "$work/docker-compose.yaml" -f "$work/docker-compose.own-jobs.yaml" --project-directory "$work"; then
+    pass "own-jobs layout: up -d, healthy in $(ms_since "$start") ms"
+    up_epoch=$(date +%s)
+    verdict "own-jobs layout: no scheduler container" "own-jobs layout: a scheduler container runs" \
+        test -z "$(dco ps -q scheduler)" || true
+    due=$(( (up_epoch / 60 + 1) * 60 ))
+    deadline=$(( due + 20 ))
+    found=
+    while (( $(date +%s) <= deadline )); do
+        found=$(dco logs --no-color web 2>&1 | grep -E 'job ran.*config-test' | grep -E 'code=0([^0-9]|$)' | head -n1 || true)
+        [[ -n $found ]] && break
+        sleep 1
+    done
+    late=$(sed -nE 's/.*lateness_ms=([0-9]+).*/\1/p' <<<"$found")
+    if [[ -n $found ]] && (( ${late:-0} < 1000 )); then
+        pass "own-jobs layout: web ran its '* * * * *' job itself on the minute: ${found#*| }"
+    else
+        fail "own-jobs layout: no on-time config-test run in web's log by $(date -u -d "@$deadline" +%H:%M:%SZ): ${found:-none}"
+        dco logs --no-color --tail 30 web
+    fi
+    # mysql has only nightly jobs: started with them, and not web's.
+    started=$(dco logs --no-color mysql 2>&1 | grep 'schedule started' | head -n1 || true)
+    verdict "own-jobs layout: mysql's supd runs its own 2 jobs" \
+        "own-jobs layout: mysql's schedule: ${started:-none}" grep -q 'jobs=2' <<<"$started" || true
+    state=$(dco exec -T web cat /var/lib/supd/schedule-web.json 2>/dev/null || true)
+    verdict "own-jobs layout: web's state file on its volume records the run" \
+        "own-jobs layout: web's state: ${state:-none}" grep -q '"outcome":"ok"' <<<"$state" || true
+else
+    fail "own-jobs layout: stack not healthy"; cat "$work/up3.log"; dco ps; dco logs --tail 30
 fi
 
 echo

@@ -265,3 +265,46 @@ fn scheduler_as_pid1_reaps_orphans_and_stops_on_sigterm() {
     let status = sched.wait(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
 }
+
+/// The retry margin (DESIGN §5) with real time: a run whose service never answers is
+/// retried under the default `--retry-for 10m` only until 1 s before the job is due
+/// again, so it is logged `lost` before the next run starts, and the next run is
+/// attempted (never `skipped reason="still running"`).
+#[test]
+fn a_run_retried_until_due_again_is_lost_a_second_before_the_next_run() {
+    let dir = TempDir::new("margin");
+    let file = dir.write("schedule.cron", "* * * * * never act\n");
+    let sched = scheduler(&file, dir.path(), &["-v"]);
+    sched.line_with(&["scheduler started", "jobs=1"], Duration::from_secs(10));
+    let first = sched.line_with(
+        &["service unreachable; retrying", "service=never"],
+        Duration::from_secs(70),
+    );
+    let lost = sched.line_with(&["job lost", "service=never"], Duration::from_secs(70));
+    let retried: u64 = field(&lost, "retried_ms").parse().unwrap();
+    assert!(
+        (55_000..60_000).contains(&retried),
+        "lost within the last seconds before the next due time: {lost}"
+    );
+    // The next run: attempted after the lost line, not skipped.
+    let all = wait_second_attempt(&sched);
+    let lost_at = all.find("job lost").unwrap();
+    let second = all[lost_at..]
+        .find("service unreachable; retrying")
+        .map(|i| &all[lost_at + i..]);
+    let second = second.unwrap_or_else(|| panic!("no second attempt after lost: {all}"));
+    // Each run retries until 1 s before the next due minute (`until=hh:mm:59`).
+    let until = |line: &str| field(line, "until");
+    let (first_until, second_until) = (until(&first), until(second.lines().next().unwrap()));
+    assert!(first_until.ends_with(":59+00:00"), "{first}");
+    assert!(second_until.ends_with(":59+00:00"), "{all}");
+    assert_ne!(first_until, second_until, "{all}");
+    assert!(!all.contains("still running"), "{all}");
+}
+
+fn wait_second_attempt(sched: &Logged) -> String {
+    wait_for(Duration::from_secs(10), lazy(|| sched.all()), || {
+        sched.all().matches("service unreachable; retrying").count() >= 2
+    });
+    sched.all()
+}
