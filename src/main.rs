@@ -1,14 +1,13 @@
 //! argv[0] / subcommand dispatch only: parse, build the face's Config, run it.
 
 mod cli;
-mod cli_fast;
 
 use cli::Face;
 
 fn main() {
     // The common PID-1 command lines skip clap (its start costs more than the rest of
     // supd's); help, errors and everything else are clap's.
-    let cli = cli_fast::parse().unwrap_or_else(cli::parse);
+    let cli = cli::fast::parse().unwrap_or_else(cli::parse);
     let (level, format, face) = match cli.into_face() {
         Ok(parsed) => parsed,
         Err(message) => {

@@ -14,7 +14,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use supd::control::{protocol, server};
+mod config;
+pub mod fast;
+mod values;
+
+pub use values::parse_duration;
+use values::{parse_exit_pair, parse_mode, parse_signal_pair};
+
+use config::{init_config, scheduler_config};
 use supd::{ctl, init, log, schedule};
 
 /// Log format on stderr (clap's face of [`log::Format`]).
@@ -350,107 +357,6 @@ pub struct SchedulerArgs {
     pub tz: Option<String>,
 }
 
-/// Parse `1h30m`, `8s`, `500ms`, `2m`, `1d` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err("empty duration".into());
-    }
-    if text.bytes().all(|b| b.is_ascii_digit()) {
-        return text
-            .parse::<u64>()
-            .map(Duration::from_secs)
-            .map_err(|e| e.to_string());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(format!(
-                "bad duration {text:?} (use e.g. 500ms, 8s, 30m, 1h)"
-            ));
-        }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("bad duration {text:?}"))?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let millis_per_unit: u64 = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => {
-                return Err(format!(
-                    "bad duration unit {unit:?} in {text:?} (ms, s, m, h, d)"
-                ))
-            }
-        };
-        // Checked all the way: a sum past u64 must be a usage error, not a panic.
-        total = number
-            .checked_mul(millis_per_unit)
-            .and_then(|millis| total.checked_add(Duration::from_millis(millis)))
-            .ok_or_else(|| format!("duration {text:?} too large"))?;
-    }
-    Ok(total)
-}
-
-/// Parse a signal name (`TERM`, `SIGTERM`, `term`) or number.
-pub fn parse_signal(text: &str) -> Result<i32, String> {
-    if let Ok(n) = text.parse::<i32>() {
-        return if (1..=64).contains(&n) {
-            Ok(n)
-        } else {
-            Err(format!("signal number {n} out of range 1-64"))
-        };
-    }
-    let upper = text.to_ascii_uppercase();
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| format!("unknown signal {text:?}"))
-}
-
-fn parse_signal_pair(text: &str) -> Result<(i32, i32), String> {
-    let (from, to) = text
-        .split_once(':')
-        .ok_or_else(|| format!("expected FROM:TO, got {text:?}"))?;
-    Ok((parse_signal(from)?, parse_signal(to)?))
-}
-
-fn parse_exit_pair(text: &str) -> Result<(u8, u8), String> {
-    let (from, to) = text
-        .split_once(':')
-        .ok_or_else(|| format!("expected FROM:TO, got {text:?}"))?;
-    let code = |s: &str| {
-        s.parse::<u8>()
-            .map_err(|_| format!("exit status {s:?} not in 0-255"))
-    };
-    Ok((code(from)?, code(to)?))
-}
-
-/// A socket file's permission bits, 0 to 0777: setuid, setgid and sticky mean nothing
-/// on a socket, so they are refused rather than set.
-fn parse_mode(text: &str) -> Result<u32, String> {
-    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .map_err(|_| format!("bad octal mode {text:?}"))?;
-    if mode > 0o777 {
-        return Err(format!(
-            "mode {text:?} has bits beyond 0777 (setuid, setgid, sticky): a socket takes \
-             permission bits only"
-        ));
-    }
-    Ok(mode)
-}
-
 /// One face of the binary, configured.
 #[allow(clippy::large_enum_variant)] // built once at start
 pub enum Face {
@@ -486,136 +392,6 @@ impl Cli {
     }
 }
 
-fn init_config(
-    init: InitArgs,
-    socket: SocketArgs,
-    in_process: InProcessArgs,
-    state: StateArgs,
-    cmd: Vec<OsString>,
-) -> Result<init::Config, String> {
-    let needs_executor = !socket.no_socket || in_process.schedule.is_some();
-    let executor = if needs_executor {
-        Some(server::Config {
-            service: service_name(socket.service.as_deref())?,
-            socket_dir: socket.socket_dir,
-            callbacks: socket.callbacks,
-            callback_lib: socket.callback_lib,
-            max_callbacks: socket.max_callbacks,
-            callback_timeout: socket.callback_timeout,
-            socket_mode: socket.socket_mode,
-            socket_group: socket.socket_group,
-            allow_uid: socket.allow_uid,
-            allow_gid: socket.allow_gid,
-        })
-    } else {
-        None
-    };
-    let schedule = match (in_process.schedule, &executor) {
-        (Some(file), Some(executor)) => Some(schedule::InProcess {
-            file,
-            slot: in_process.slot,
-            state_dir: state.state_dir.clone(),
-            catch_up: state.catch_up,
-            retry_for: in_process.retry_for,
-            on_failure: state.on_failure()?,
-            metrics_file: state.metrics_file.clone(),
-            executor: executor.clone(),
-        }),
-        _ => None,
-    };
-    let server = if socket.no_socket { None } else { executor };
-    Ok(init::Config {
-        cmd,
-        grace: init.grace,
-        single_child: init.single_child,
-        signal_group: init.signal_group,
-        rewrite: init.rewrite,
-        remap_exit: init.remap_exit,
-        server,
-        schedule,
-    })
-}
-
-/// `--service`, else $SERVICE, else the host name; it must be a plain file name.
-fn service_name(flag: Option<&str>) -> Result<String, String> {
-    let name = match flag {
-        Some(name) => name.to_string(),
-        None => match std::env::var("SERVICE") {
-            Ok(name) if !name.is_empty() => name,
-            _ => nix::unistd::gethostname()
-                .map_err(|e| format!("no --service and cannot read the host name: {e}"))?
-                .to_string_lossy()
-                .into_owned(),
-        },
-    };
-    if protocol::valid_service(&name) {
-        Ok(name)
-    } else {
-        Err(format!(
-            "bad service name {name:?} (want [A-Za-z0-9][A-Za-z0-9._-]{{0,63}}: it names \
-             the socket file; set --service or $SERVICE)"
-        ))
-    }
-}
-
-impl From<CtlArgs> for ctl::Config {
-    fn from(args: CtlArgs) -> Self {
-        let command = match args.action {
-            CtlCommand::Send {
-                service,
-                action,
-                args,
-                user,
-                no_wait,
-                timeout,
-            } => ctl::Command::Send {
-                service,
-                action,
-                args,
-                user,
-                no_wait,
-                timeout,
-            },
-            CtlCommand::List { service } => ctl::Command::List { service },
-            CtlCommand::Status { service } => ctl::Command::Status { service },
-            CtlCommand::Ping { service, timeout } => ctl::Command::Ping { service, timeout },
-            CtlCommand::Services => ctl::Command::Services,
-        };
-        ctl::Config {
-            socket_dir: args.socket_dir,
-            json: args.json,
-            command,
-        }
-    }
-}
-
-fn scheduler_config(args: SchedulerArgs) -> Result<schedule::Config, String> {
-    {
-        let on_failure = args.state.on_failure()?;
-        let mode = match (args.next, args.expr) {
-            // clap's `requires` makes --next and --expr come together.
-            (Some(count), Some(expr)) => schedule::Mode::Next {
-                count,
-                expr,
-                from: args.from,
-                tz: args.tz,
-            },
-            _ if args.check => schedule::Mode::Check,
-            _ => schedule::Mode::Serve,
-        };
-        Ok(schedule::Config {
-            file: args.file,
-            socket_dir: args.socket_dir,
-            retry_for: args.retry_for,
-            state_dir: args.state.state_dir,
-            catch_up: args.state.catch_up,
-            on_failure,
-            metrics_file: args.state.metrics_file,
-            mode,
-        })
-    }
-}
-
 /// Parse argv, turning `supctl ARGS` (argv[0] decides) into `supd ctl ARGS`.
 pub fn parse() -> Cli {
     let mut args: Vec<OsString> = std::env::args_os().collect();
@@ -633,34 +409,6 @@ pub fn parse() -> Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("8s"), Ok(Duration::from_secs(8)));
-        assert_eq!(parse_duration("8"), Ok(Duration::from_secs(8)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("s").is_err());
-        // Sums past u64 are errors, not panics.
-        assert!(parse_duration("18446744073709551615s").is_err());
-        let sum_past_u64_seconds = "18446744073709551s".repeat(1001);
-        assert!(parse_duration(&sum_past_u64_seconds).is_err());
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
-        assert_eq!(parse_signal("sigquit"), Ok(libc::SIGQUIT));
-        assert_eq!(parse_signal("10"), Ok(10));
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("0").is_err());
-        assert_eq!(
-            parse_signal_pair("TERM:QUIT"),
-            Ok((libc::SIGTERM, libc::SIGQUIT))
-        );
-    }
 
     #[test]
     fn cli_shapes() {
