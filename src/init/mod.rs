@@ -8,13 +8,13 @@
 //!    signals without waking a task. Without it supd runs no runtime at all: a plain
 //!    loop on the signalfd costs a few hundred instructions per signal or reaped child,
 //!    where a turn of the runtime costs about a thousand;
-//! 4. [`supervisor::supervise`] (or [`supervisor::supervise_plain`]): spawn the service,
+//! 4. [`supervisor::supervise`] (or [`drive::supervise_plain`]): spawn the service,
 //!    start the request socket, and loop over signals, the service's exit and the grace
 //!    deadline until nothing is left.
 
+pub mod drive;
 pub mod rules;
 pub mod shutdown;
-pub mod stopped;
 pub mod supervisor;
 
 use std::ffi::OsString;
@@ -59,9 +59,9 @@ pub fn run(config: Config) -> i32 {
         become_subreaper();
     }
     if !needs_event_loop(&config) {
-        return supervisor::supervise_plain(config);
+        return drive::supervise_plain(config);
     }
-    let runtime = match crate::sys::event_loop_with_park(supervisor::on_park) {
+    let runtime = match crate::sys::event_loop_with_park(drive::on_park) {
         Ok(runtime) => runtime,
         Err(err) => {
             crate::error!("cannot start the event loop", error = err);
@@ -69,7 +69,7 @@ pub fn run(config: Config) -> i32 {
         }
     };
     let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&runtime, supervisor::supervise(config));
+    let code = local.block_on(&runtime, drive::supervise(config));
     // supd exits right after this: every child is gone and the socket file is unlinked,
     // so tearing the runtime down (deregistering and closing each fd, freeing every
     // task) would only delay the container's stop. The process exit closes the fds.

@@ -10,6 +10,7 @@ pub mod process;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod stopped;
 pub mod timerfd;
 pub mod tty;
 

@@ -92,16 +92,6 @@ pub fn descendants(root: i32) -> Vec<i32> {
         .collect()
 }
 
-/// Whether any process below supd is stopped (SIGSTOP, Ctrl-Z): only then does a
-/// terminating signal need a SIGCONT after it. An unconditional CONT is not harmless:
-/// bash 5.2 with traps on both TERM and CONT can lose its TERM trap when both arrive
-/// together.
-pub fn any_stopped_below_self() -> bool {
-    descendants_with_state(std::process::id() as i32)
-        .iter()
-        .any(|below| below.stopped())
-}
-
 /// The state letter, parent pid and process group from a /proc/PID/stat line. The
 /// command name (field 2) is in parentheses and may itself contain blanks and ')', so
 /// parse from the LAST ')'.

@@ -1,5 +1,5 @@
 //! "Is anything below supd stopped?", asked on every terminating signal (a stopped
-//! service needs a SIGCONT before it can act on the TERM, see `supervisor`).
+//! service needs a SIGCONT before it can act on the TERM, see `init::supervisor`).
 //!
 //! The full answer needs the process tree (`sys::process::descendants_with_state`: a
 //! map of every process of /proc). That cost 70,000 instructions per TERM for an answer
