@@ -4,8 +4,10 @@
 //! - [`crontab`]: the file, with line numbers and every error at once (§1);
 //! - [`calendar`]: next fire time in a zone with cronie's DST rules (§4-5);
 //! - [`plan`]: what is due when the timer fires, and what a clock step means;
-//! - [`runner`]: the long-running scheduler (its loop), with `deliver` (one run's
-//!   request, retries and result line) and `reload` (SIGHUP and the file watch);
+//! - [`runner`]: the long-running scheduler (its loop; `runner/dispatch`: the due runs
+//!   and their results, `runner/state_sync`: the start's catch-up and a reload's state
+//!   changes, in chunks), with `deliver` (one run's request, retries and result line)
+//!   and `reload` (SIGHUP and the file watch);
 //! - [`state`]: catch-up and history across restarts; [`metrics`]: the Prometheus
 //!   file; [`hook`]: `--on-failure`;
 //! - [`inproc`]: `supd --schedule`, a service's own lines run by its PID-1 supd;

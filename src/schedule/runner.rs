@@ -20,6 +20,11 @@
 //!   services); as PID 1 of the scheduler container it reaps whatever orphans reach it.
 //!   The in-process schedule ([`Core`] inside PID-1 supd, `inproc.rs`) has no signals of
 //!   its own: it stops when supd's server closes.
+//!
+//! Files: this one is the loop and the [`Core`] it turns (its timer, file watch and
+//! reloads); `runner/dispatch.rs` starts what is due when the timer fires and records
+//! each run's result; `runner/state_sync.rs` is the per-job state work of the start
+//! (catch-up) and of a reload, made [`SYNC_CHUNK`] jobs per turn.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -30,20 +35,21 @@ use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::calendar::{format_local, next_after};
 use super::crontab::{Job, Zone};
-use super::deliver::{deliver, Report, Run, Target};
-use super::plan::{count_until, Fire, Planner, Skip, Step};
+use super::deliver::Target;
+use super::plan::{Fire, Planner};
 use super::reload::{self, Changes, Filter, Pending, Source, Trigger};
-use super::state::{JobLabels, Outcome, Persist, RunResult, Store};
-use super::{format_next, hook, job_name, next_wake_text, Config};
-use crate::control::protocol::LastResult;
+use super::state::{JobLabels, Persist, Store};
+use super::{format_next, job_name, next_wake_text, Config};
 use crate::exit;
 use crate::log::Level;
 use crate::sys::inotify::Watcher;
 use crate::sys::reaper::Reaper;
 use crate::sys::signals::{signal_name, Signals};
 use crate::sys::timerfd::{Timer, Wake};
+
+mod dispatch;
+mod state_sync;
 
 /// Retries stop this long before the job is due again: the run is logged lost before
 /// the next one starts (never `still running` for a run that only waits to be lost).
@@ -292,143 +298,6 @@ impl Core {
         });
     }
 
-    /// Up to [`SYNC_CHUNK`] jobs of the start's work ([`Core::catch_up`]).
-    fn startup_step(&mut self) {
-        let Some(mut startup) = self.startup.take() else {
-            return;
-        };
-        let now = startup.now;
-        let end = (startup.next + SYNC_CHUNK).min(self.planner.entries.len());
-        for index in startup.next..end {
-            if let Some(fire) = self.missed(index, now) {
-                startup.fires.push(fire);
-            }
-            let (Some(entry), Some(key)) = (self.planner.entries.get(index), self.keys.get(index))
-            else {
-                continue;
-            };
-            let job = &entry.job;
-            let mut store = self.shared.store.borrow_mut();
-            let state = store.entry(key, &job.service, &job.action, now);
-            state.handled_ms = state.handled_ms.max(now.as_millisecond());
-            self.shared.persist.put(key, state);
-            if self.shared.metrics {
-                startup.labels.push(JobLabels {
-                    key: key.clone(),
-                    job: job_name(&self.shared.file, job),
-                    service: job.service.clone(),
-                    action: job.action.clone(),
-                });
-            }
-            startup.keep.insert(key.clone());
-        }
-        startup.next = end;
-        if end < self.planner.entries.len() {
-            self.startup = Some(startup);
-            return;
-        }
-        // The writer's copy got only the plan's jobs; the loop's forgets the others.
-        self.shared.store.borrow_mut().retain(&startup.keep);
-        if self.shared.metrics {
-            self.shared
-                .persist
-                .labels(Arc::new(std::mem::take(&mut startup.labels)));
-        }
-        self.shared.persist.save();
-        for fire in &startup.fires {
-            self.start(fire, true);
-        }
-    }
-
-    /// The catch-up run of job `index`, if it missed due times while nothing ran it
-    /// and the latest is within `--catch-up` (else logged).
-    fn missed(&self, index: usize, now: Timestamp) -> Option<Fire> {
-        let job = &self.planner.entries.get(index)?.job;
-        let store = self.shared.store.borrow();
-        let state = store.get(self.keys.get(index)?)?;
-        let handled = Timestamp::from_millisecond(state.handled_ms).ok()?;
-        let first = next_after(&job.schedule, &job.tz, handled)?;
-        if first > now {
-            return None;
-        }
-        let (missed, last) = count_until(job, first, now);
-        let name = job_name(&self.shared.file, job);
-        let age = now.duration_since(last);
-        let window = SignedDuration::try_from(self.shared.catch_up).unwrap_or(SignedDuration::MAX);
-        if !self.shared.catch_up.is_zero() && age <= window {
-            crate::info!(
-                "catch-up",
-                missed = missed,
-                job = name,
-                service = job.service,
-                action = job.action,
-                last_missed = format_local(last, &job.tz)
-            );
-            return Some(Fire {
-                index,
-                due: last,
-                coalesced: 0,
-            });
-        }
-        crate::warn!(
-            "missed runs not caught up",
-            missed = missed,
-            job = name,
-            service = job.service,
-            action = job.action,
-            last_missed = format_local(last, &job.tz),
-            reason = if self.shared.catch_up.is_zero() {
-                "--catch-up 0"
-            } else {
-                "older than --catch-up"
-            }
-        );
-        None
-    }
-
-    /// Make up to [`SYNC_CHUNK`] of a reload's state changes: new jobs get a state
-    /// (handled from the reload on), removed ones are forgotten, on the writer's copy
-    /// too. Whether all are made (then the files are written).
-    fn sync_step(&mut self) -> bool {
-        let Some(sync) = &mut self.sync else {
-            return true;
-        };
-        let shared = &self.shared;
-        let mut store = shared.store.borrow_mut();
-        let mut budget = SYNC_CHUNK;
-        while budget > 0 && sync.done < sync.changes.added.len() {
-            let index = sync.changes.added[sync.done];
-            sync.done += 1;
-            budget -= 1;
-            let (Some(entry), Some(key)) = (
-                self.planner.entries.get(index),
-                sync.changes.keys.get(index),
-            ) else {
-                continue;
-            };
-            if store.get(key).is_none() {
-                let job = &entry.job;
-                let state = store.entry(key, &job.service, &job.action, sync.changes.wall);
-                shared.persist.put(key, state);
-            }
-        }
-        while budget > 0 {
-            let Some(key) = sync.changes.removed.pop() else {
-                break;
-            };
-            budget -= 1;
-            if store.remove(&key) {
-                shared.persist.remove(key);
-            }
-        }
-        let finished = sync.done >= sync.changes.added.len() && sync.changes.removed.is_empty();
-        if finished {
-            shared.persist.save();
-            self.sync = None;
-        }
-        finished
-    }
-
     /// Wait for the timer or the file watch, and act on it. While a reload's state
     /// changes are being made, one chunk of them instead, then a yield to the runtime
     /// (its I/O driver runs: a SIGTERM is seen before the next chunk).
@@ -496,249 +365,10 @@ impl Core {
             self.pending = Some(pending);
         }
     }
-
-    /// The timer fired (or the clock was set): start what is due.
-    fn tick(&mut self) {
-        let now = Timestamp::now();
-        let (step, plan) = self.planner.advance(now, self.origin.elapsed());
-        log_step(step);
-        for skip in &plan.skips {
-            self.log_skip(skip);
-            self.handled(skip.index, now);
-        }
-        for fire in &plan.fires {
-            self.handled(fire.index, now);
-            self.start(fire, false);
-        }
-        if !plan.skips.is_empty() || !plan.fires.is_empty() {
-            self.shared.persist.save();
-        }
-    }
-
-    /// Every due time of the job up to `now` was handled (saved by the caller).
-    fn handled(&self, index: usize, now: Timestamp) {
-        let Some(entry) = self.planner.entries.get(index) else {
-            return;
-        };
-        let job = &entry.job;
-        let Some(key) = self.keys.get(index) else {
-            return;
-        };
-        let mut store = self.shared.store.borrow_mut();
-        let state = store.entry(key, &job.service, &job.action, now);
-        state.handled_ms = state.handled_ms.max(now.as_millisecond());
-        self.shared.persist.put(key, state);
-    }
-
-    /// A job whose runs a clock step skipped.
-    fn log_skip(&self, skip: &Skip) {
-        let Some(entry) = self.planner.entries.get(skip.index) else {
-            return;
-        };
-        let job = &entry.job;
-        crate::warn!(
-            "job skipped",
-            job = job_name(&self.shared.file, job),
-            service = job.service,
-            action = job.action,
-            reason = "clock step",
-            first_due = format_local(skip.first, &job.tz),
-            missed = skip.count
-        );
-    }
-
-    /// Start a task that delivers one due run, unless the job's last run is still in
-    /// flight.
-    fn start(&self, fire: &Fire, catch_up: bool) {
-        let Some(entry) = self.planner.entries.get(fire.index) else {
-            return;
-        };
-        let run = Run::new(&self.shared.file, entry.job.clone(), fire.due);
-        let key = run.job.key();
-        if self.shared.running.borrow().contains(&key) {
-            run.log(Level::Warn, "job skipped", &[("reason", &"still running")]);
-            let report = Report {
-                outcome: Outcome::Skipped,
-                code: None,
-                hook_code: exit::EX_TEMPFAIL,
-                error: Some("still running".into()),
-                duration_ms: 0,
-                tail: Vec::new(),
-            };
-            self.shared.finish(&run, &key, report);
-            return;
-        }
-        if fire.coalesced > 0 {
-            crate::info!(
-                "job was due several times; running it once",
-                job = run.name,
-                due = run.due_text,
-                coalesced = fire.coalesced
-            );
-        }
-        // A catch-up run's due time is in the past: its retry window starts now.
-        let from = if catch_up { Timestamp::now() } else { fire.due };
-        let deadline = retry_deadline(from, self.shared.retry_for, entry.next_due);
-        self.shared.running.borrow_mut().insert(key.clone());
-        let shared = Rc::clone(&self.shared);
-        tokio::task::spawn_local(async move {
-            let report = deliver(&shared.target, &run, deadline).await;
-            shared.running.borrow_mut().remove(&key);
-            shared.finish(&run, &key, report);
-        });
-    }
 }
 
 impl Shared {
     pub(super) fn store_get(&self, key: &str) -> Option<super::state::JobState> {
         self.store.borrow().get(key).cloned()
-    }
-
-    /// A run's result: the state, the metrics, `status`, and the hook when it failed.
-    fn finish(&self, run: &Run, key: &str, report: Report) {
-        let ended = Timestamp::now();
-        {
-            let mut store = self.store.borrow_mut();
-            let state = store.entry(key, &run.job.service, &run.job.action, ended);
-            state.push(RunResult {
-                due: run.due.as_second(),
-                ended_ms: ended.as_millisecond(),
-                outcome: report.outcome.as_str().into(),
-                code: report.code,
-                duration_ms: report.duration_ms,
-            });
-            self.persist.put(key, state);
-        }
-        self.persist.save();
-        if let Target::Local(executor) = &self.target {
-            executor.record(LastResult {
-                action: run.job.action.clone(),
-                id: 0,
-                ended: ended.as_second(),
-                duration_ms: report.duration_ms,
-                code: report.code,
-                error: None,
-                outcome: Some(report.outcome.as_str().into()),
-            });
-        }
-        if matches!(report.outcome, Outcome::Failed | Outcome::Lost) {
-            if let Some(argv) = &self.on_failure {
-                let env = [
-                    ("SUPD_JOB", run.name.clone()),
-                    ("SUPD_SERVICE", run.job.service.clone()),
-                    ("SUPD_ACTION", run.job.action.clone()),
-                    ("SUPD_USER", run.job.user.clone()),
-                    ("SUPD_OUTCOME", report.outcome.as_str().to_string()),
-                    ("SUPD_CODE", report.hook_code.to_string()),
-                    ("SUPD_DUE", run.due_text.clone()),
-                    ("SUPD_ERROR", report.error.clone().unwrap_or_default()),
-                    ("SUPD_DURATION_MS", report.duration_ms.to_string()),
-                ];
-                hook::run(argv, &env, &report.tail, &self.reaper);
-            }
-        }
-    }
-}
-
-/// Retry until `--retry-for` after `from`, or until [`RETRY_MARGIN`] before the job is
-/// due again, whichever is first. (A `--retry-for` beyond the calendar's range means
-/// "retry until due again", not "never retry".)
-fn retry_deadline(from: Timestamp, retry_for: Duration, next_due: Option<Timestamp>) -> Timestamp {
-    let deadline = SignedDuration::try_from(retry_for)
-        .ok()
-        .and_then(|d| from.checked_add(d).ok())
-        .unwrap_or(Timestamp::MAX);
-    match next_due {
-        Some(next) => {
-            let before = next.checked_sub(RETRY_MARGIN).unwrap_or(next).max(from);
-            deadline.min(before)
-        }
-        None => deadline,
-    }
-}
-
-/// What a clock step means for the jobs (the planner's rules, `plan.rs`).
-fn log_step(step: Step) {
-    match step {
-        Step::Normal => {}
-        Step::Forward(ms) => crate::warn!(
-            "wall clock stepped forward: missed fixed-time jobs run once now; wildcard jobs \
-             run only for the current minute",
-            step_ms = ms
-        ),
-        Step::Backward(ms) => crate::warn!(
-            "wall clock stepped back: wildcard jobs follow it, fixed-time jobs do not run twice",
-            step_ms = ms
-        ),
-        Step::Large(ms) => crate::warn!(
-            "wall clock corrected by more than 3h: schedule restarted from the new time",
-            step_ms = ms
-        ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn at(text: &str) -> Timestamp {
-        text.parse().unwrap()
-    }
-
-    #[test]
-    fn retries_stop_a_margin_before_the_job_is_due_again() {
-        let due = at("2026-01-01T04:05:00Z");
-        let next = at("2026-01-01T04:06:00Z");
-        // A long --retry-for: the next due time minus the margin bounds it, so the run
-        // is logged lost a second before the next one starts (never `still running`).
-        let deadline = retry_deadline(due, Duration::from_secs(3600), Some(next));
-        assert_eq!(deadline, at("2026-01-01T04:05:59Z"));
-        assert_eq!(next.duration_since(deadline), RETRY_MARGIN);
-        assert!(deadline < next);
-        // The same with --retry-for beyond the calendar's range ("until due again").
-        let deadline = retry_deadline(due, Duration::MAX, Some(next));
-        assert_eq!(deadline, at("2026-01-01T04:05:59Z"));
-    }
-
-    #[test]
-    fn a_short_retry_for_or_no_next_run_bounds_the_retries_alone() {
-        let due = at("2026-01-01T04:05:00Z");
-        let next = at("2026-01-01T04:06:00Z");
-        assert_eq!(
-            retry_deadline(due, Duration::from_secs(4), Some(next)),
-            at("2026-01-01T04:05:04Z")
-        );
-        assert_eq!(
-            retry_deadline(due, Duration::from_secs(4), None),
-            at("2026-01-01T04:05:04Z")
-        );
-        assert_eq!(
-            retry_deadline(due, Duration::MAX, None),
-            Timestamp::MAX,
-            "no next run and no limit: retry on"
-        );
-        // Exactly at the margin: retries end right at the next due time minus 1 s.
-        assert_eq!(
-            retry_deadline(due, Duration::from_secs(59), Some(next)),
-            at("2026-01-01T04:05:59Z")
-        );
-    }
-
-    #[test]
-    fn a_run_started_within_the_margin_gets_no_retries_not_a_deadline_before_it() {
-        // A catch-up run (its window starts now) half a second before the job is due
-        // again: the deadline is its own start (one attempt, then lost), never earlier.
-        let from = at("2026-01-01T04:05:59.5Z");
-        let next = at("2026-01-01T04:06:00Z");
-        assert_eq!(
-            retry_deadline(from, Duration::from_secs(3600), Some(next)),
-            from
-        );
-        // A next due time before `from` (a clock step): still no deadline in the past.
-        let earlier = at("2026-01-01T04:00:00Z");
-        assert_eq!(
-            retry_deadline(from, Duration::from_secs(3600), Some(earlier)),
-            from
-        );
     }
 }
