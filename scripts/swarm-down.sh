@@ -26,6 +26,8 @@ fi
 if [[ -e $marker ]]; then
     say "leaving the single-node swarm swarm-up created"
     docker swarm leave --force >/dev/null
+    # The swarm's host bridge outlives `swarm leave`; it is ours to remove (unused now).
+    docker network rm docker_gwbridge >/dev/null 2>&1 || true
     rm -f "$marker"
 fi
 say "stack $stack removed"
