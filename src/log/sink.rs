@@ -18,7 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 /// Most bytes kept waiting for a stalled stderr (whole lines; beyond this, lines are
-/// dropped and counted).
+/// dropped and counted). A line longer than this is still written when nothing waits.
 const QUEUE_LIMIT: usize = 16 * 1024;
 
 /// How a write reaches stderr.
@@ -97,7 +97,9 @@ pub fn write(line: &str, notice: impl FnOnce(u64) -> String) {
         sink.dropped = 0;
         sink.push(text.as_bytes());
     }
-    if sink.queue.len() + line.len() > QUEUE_LIMIT {
+    // Nothing waiting: try the line, however long (what stderr does not take now waits).
+    // Something waiting: queue it only within the limit.
+    if !sink.queue.is_empty() && sink.queue.len() + line.len() > QUEUE_LIMIT {
         sink.dropped += 1;
         return;
     }

@@ -115,3 +115,53 @@ fn a_stderr_pipe_nobody_reads_never_blocks_supd() {
         .unwrap_or(0);
     assert!(count > 0, "{notice}");
 }
+
+#[test]
+fn a_log_line_longer_than_the_queue_is_written_when_nothing_waits() {
+    // The queue bounds what waits for a stalled reader (16 KiB); a reader that keeps up
+    // still gets a longer line (a callback's output line, logged at -v).
+    let dir = TempDir::new("longline");
+    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let mut supd = Guarded::spawn(
+        Command::new(supd_bin())
+            .args(["-v", "--service", "longline", "--socket-dir"])
+            .arg(dir.path())
+            .arg("--callbacks")
+            .arg(dir.write(
+                "callbacks.sh",
+                "CB_long() { printf 'y%.0s' {1..30000}; echo; }\n",
+            ))
+            .args(["--callback-lib", "/nonexistent", "--", "sleep", "1000"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::from(write_end)),
+    );
+    let mut reader = std::fs::File::from(read_end);
+    let log = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = reader.read_to_string(&mut all);
+        all
+    });
+    let socket = dir.path().join("longline-request.sock");
+    wait_for(Duration::from_secs(10), "the socket", || socket.exists());
+    let out = Command::new(supd_bin())
+        .args(["ctl", "--socket-dir"])
+        .arg(dir.path())
+        .args(["send", "longline", "long"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    supd.signal(libc::SIGTERM);
+    supd.wait_exit(Duration::from_secs(10), "supd to exit");
+    let log = log.join().unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("callback output") && l.contains(&"y".repeat(30000))),
+        "the 30 KB line is in the log"
+    );
+    assert!(
+        !log.contains("log lines dropped"),
+        "{}",
+        &log[..log.len().min(2000)]
+    );
+}
