@@ -3,15 +3,15 @@
 //! [`run`] is a checklist, in this order:
 //! 1. block the handled signals (before any thread exists: threads inherit the mask);
 //! 2. when not PID 1, become the child subreaper so that orphans still reach us;
-//! 3. only when something in process needs it (the request socket): a current-thread
-//!    tokio runtime and a `LocalSet` (no extra threads), whose park hook handles the
-//!    signals without waking a task. Without it supd runs no runtime at all: a plain
-//!    loop on the signalfd costs a few hundred instructions per signal or reaped child,
-//!    where a turn of the runtime costs about a thousand;
-//! 4. [`supervisor::supervise`] (or [`drive::supervise_plain`]): spawn the service,
-//!    start the request socket, and loop over signals, the service's exit and the grace
-//!    deadline until nothing is left.
+//! 3. [`drive::supervise`]: spawn the service; only when something in process needs
+//!    it (the request socket, a schedule), start the thread that runs them
+//!    ([`companion`], with its own tokio runtime); then loop on the signalfd over
+//!    signals, the service's exit and the grace deadline until nothing is left. The
+//!    init's own thread never runs an async runtime: a plain loop costs a few hundred
+//!    instructions per signal or reaped child, where a turn of the runtime costs about
+//!    a thousand more.
 
+mod companion;
 pub mod drive;
 pub mod rules;
 pub mod shutdown;
@@ -58,31 +58,7 @@ pub fn run(config: Config) -> i32 {
     if std::process::id() != 1 {
         become_subreaper();
     }
-    if !needs_event_loop(&config) {
-        return drive::supervise_plain(config);
-    }
-    let runtime = match crate::sys::event_loop_with_park(drive::on_park) {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            crate::error!("cannot start the event loop", error = err);
-            return exit::FAILURE;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&runtime, drive::supervise(config));
-    // supd exits right after this: every child is gone and the socket file is unlinked,
-    // so tearing the runtime down (deregistering and closing each fd, freeing every
-    // task) would only delay the container's stop. The process exit closes the fds.
-    std::mem::forget(local);
-    std::mem::forget(runtime);
-    code
-}
-
-/// Whether anything besides the init itself runs in process: the request socket (and
-/// any later in-process feature, e.g. a schedule: add it here). The init's own work
-/// never needs the event loop.
-fn needs_event_loop(config: &Config) -> bool {
-    config.server.is_some() || config.schedule.is_some()
+    drive::supervise(config)
 }
 
 /// Without PID 1 or this flag, orphans of the service escape to the host's reaper and

@@ -9,12 +9,12 @@
 
 use std::ffi::OsString;
 use std::process::Command;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::control::server::ServerHandle;
+use super::companion::Companion;
 use crate::exit;
 use crate::init::{rules, shutdown, Config, DEFAULT_ENTRYPOINT};
 use crate::sys::process::{proc_available, send};
@@ -47,8 +47,9 @@ pub(super) struct Supervisor {
     /// `--signal-group`: every signal to the group, not only the terminating ones.
     signal_group: bool,
     rewrite: Vec<(i32, i32)>,
-    pub(super) server: Option<ServerHandle>,
-    reaper: Rc<Reaper>,
+    /// The request server's thread, told when the service exits.
+    pub(super) server: Option<Companion>,
+    reaper: Arc<Reaper>,
     /// Where the reaper delivers the main child's exit.
     main_exit: oneshot::Receiver<Exit>,
     /// The main child's exit status (after the 128+N rule), once it has exited.
@@ -75,7 +76,7 @@ pub(super) struct Supervisor {
 
 impl Supervisor {
     /// Spawn the service and register its waiter. Err: supd's exit status (126, 127...).
-    pub(super) fn start(config: &Config, reaper: Rc<Reaper>) -> Result<Self, i32> {
+    pub(super) fn start(config: &Config, reaper: Arc<Reaper>) -> Result<Self, i32> {
         let (program, args) = match config.cmd.split_first() {
             Some((program, args)) => (program.clone(), args),
             None => (OsString::from(DEFAULT_ENTRYPOINT), &[][..]),
@@ -87,8 +88,8 @@ impl Supervisor {
         let mut command = Command::new(&program);
         command.args(args);
         spawn::prepare(&mut command, Group::Foreground);
-        let pid = match command.spawn() {
-            Ok(child) => child.id(),
+        let (pid, main_exit) = match reaper.spawn(&mut command) {
+            Ok((child, main_exit)) => (child.id(), main_exit),
             Err(err) => {
                 let path = std::path::Path::new(&program).display().to_string();
                 let message = format!("cannot run {path}: {}", spawn::describe_error(&err));
@@ -96,8 +97,6 @@ impl Supervisor {
                 return Err(exit::spawn_failure(&err));
             }
         };
-        // Register before anything can reap: the reaper only runs from this loop.
-        let main_exit = reaper.watch(pid);
         crate::debug!(
             "service started",
             pid = pid,

@@ -5,7 +5,7 @@
 
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -79,7 +79,7 @@ pub fn split_command(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// Start the hook for one run; its end is logged by a task of its own.
-pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Rc<Reaper>) {
+pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Arc<Reaper>) {
     let Some((program, args)) = argv.split_first() else {
         return;
     };
@@ -94,8 +94,8 @@ pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Rc
         .find(|(k, _)| *k == "SUPD_JOB")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let mut child = match command.spawn() {
-        Ok(child) => child,
+    let (mut child, exit) = match reaper.spawn(&mut command) {
+        Ok(spawned) => spawned,
         Err(e) => {
             crate::error!(
                 "on-failure hook failed to start",
@@ -107,8 +107,6 @@ pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Rc
         }
     };
     let pid = child.id();
-    // Register before the next .await: the reaper runs from the event loop.
-    let exit = reaper.watch(pid);
     let stdin = child.stdin.take().map(OwnedFd::from);
     let mut input = String::new();
     for line in tail {

@@ -10,7 +10,7 @@
 //! (seen by the watch) brings the jobs in.
 
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::crontab::{self, LoadError, Zone};
@@ -43,7 +43,7 @@ pub struct InProcess {
 pub fn attach(
     schedule: Option<InProcess>,
     server: Option<ServerHandle>,
-    reaper: &Rc<Reaper>,
+    reaper: &Arc<Reaper>,
     service_pid: u32,
 ) -> Option<ServerHandle> {
     let Some(schedule) = schedule else {
@@ -52,7 +52,7 @@ pub fn attach(
     let server = server.unwrap_or_else(|| {
         server::start_without_socket(ServerContext {
             config: schedule.executor.clone(),
-            reaper: Rc::clone(reaper),
+            reaper: Arc::clone(reaper),
             service_pid,
             supd_pid: std::process::id(),
         })
@@ -96,7 +96,7 @@ pub fn attach(
         catch_up: schedule.catch_up,
         on_failure: schedule.on_failure.clone(),
         metrics_file: schedule.metrics_file.clone(),
-        reaper: Rc::clone(reaper),
+        reaper: Arc::clone(reaper),
         filter: Some(Filter {
             service: service.clone(),
             slot: schedule.slot,

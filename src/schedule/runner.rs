@@ -80,7 +80,7 @@ async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) ->
         Ok(signals) => signals,
         Err(e) => return fail("cannot read signals", e),
     };
-    let reaper = Rc::new(Reaper::new());
+    let reaper = Arc::new(Reaper::new());
     let settings = Settings {
         file: config.file.clone(),
         target: Target::Sockets(config.socket_dir.clone()),
@@ -90,7 +90,7 @@ async fn main_loop(config: Config, zone: Zone, jobs: Vec<Job>, text: Vec<u8>) ->
         catch_up: config.catch_up,
         on_failure: config.on_failure.clone(),
         metrics_file: config.metrics_file.clone(),
-        reaper: Rc::clone(&reaper),
+        reaper: Arc::clone(&reaper),
         filter: None,
     };
     let mut core = match Core::new(settings, zone, jobs, text) {
@@ -152,7 +152,7 @@ pub(super) struct Settings {
     pub(super) catch_up: Duration,
     pub(super) on_failure: Option<Vec<String>>,
     pub(super) metrics_file: Option<PathBuf>,
-    pub(super) reaper: Rc<Reaper>,
+    pub(super) reaper: Arc<Reaper>,
     /// The in-process schedule runs only its own service's lines (and slot).
     pub(super) filter: Option<Filter>,
 }
@@ -211,7 +211,7 @@ pub(super) struct Shared {
     persist: Persist,
     metrics: bool,
     on_failure: Option<Vec<String>>,
-    reaper: Rc<Reaper>,
+    reaper: Arc<Reaper>,
 }
 
 impl Core {

@@ -23,15 +23,3 @@ pub fn event_loop() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_time()
         .build()
 }
-
-/// [`event_loop`], with `park` called right before the runtime blocks in epoll and
-/// right after it wakes (the init handles its signals there, without a task; see
-/// `init::supervisor`). `park` must not block.
-pub fn event_loop_with_park(park: fn()) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .on_thread_park(park)
-        .on_thread_unpark(park)
-        .build()
-}

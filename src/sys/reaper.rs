@@ -1,15 +1,17 @@
 //! The ONE owner of `waitpid(-1)`.
 //!
 //! Everything supd spawns (the service, callbacks) is reaped here, together with every
-//! orphan the kernel re-parents to us. Whoever spawns a child calls [`Reaper::watch`]
-//! right after `Command::spawn` returns and before its next `.await`: the reaper only runs
-//! when the event loop gets control back, so the waiter is always registered before the
-//! child's status can be collected. Never call `Child::wait`, `output` or `status`, and
-//! never use `tokio::process`: they race this loop (ECHILD, lost exit codes).
+//! orphan the kernel re-parents to us. Every child is started through [`Reaper::spawn`],
+//! which forks and registers the waiter under the registry's lock: the thread that
+//! reaps (the init's loop) may be another than the one that spawns (the request
+//! server's), and a child that exits at once is collected only after its waiter is in
+//! place, so its status is never lost. Never call `Child::wait`, `output` or `status`,
+//! and never use `tokio::process`: they race this loop (ECHILD, lost exit codes).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -46,11 +48,14 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// Registry of children someone is waiting for. Single-threaded by design (the event
-/// loop is a current-thread runtime), hence `RefCell`.
+type Waiters = HashMap<i32, oneshot::Sender<Exit>, BuildHasherDefault<PidHasher>>;
+
+/// Registry of children someone is waiting for. Shared by the init's thread (which
+/// reaps) and the request server's (which spawns callbacks); the lock is uncontended
+/// but for a spawn meeting a reap.
 #[derive(Default)]
 pub struct Reaper {
-    waiters: RefCell<HashMap<i32, oneshot::Sender<Exit>, BuildHasherDefault<PidHasher>>>,
+    waiters: Mutex<Waiters>,
 }
 
 /// Pids are their own good hash: no need for SipHash (its 60 instructions per reaped
@@ -80,16 +85,30 @@ impl Reaper {
         Self::default()
     }
 
-    /// Ask for `pid`'s exit. Call before yielding to the event loop after spawning.
-    pub fn watch(&self, pid: u32) -> oneshot::Receiver<Exit> {
+    /// Spawn `command` and ask for its exit. The lock is held from before the fork until
+    /// the waiter is registered: a reap on another thread that collects the child at
+    /// once delivers to it (it waits for the lock), never to nobody.
+    pub fn spawn(
+        &self,
+        command: &mut Command,
+    ) -> std::io::Result<(Child, oneshot::Receiver<Exit>)> {
+        let mut waiters = self.waiters();
+        let child = command.spawn()?;
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().insert(pid as i32, tx);
-        rx
+        waiters.insert(child.id() as i32, tx);
+        Ok((child, rx))
     }
 
     /// Whether anyone still waits for a child (the service or a callback).
     pub fn watched(&self) -> usize {
-        self.waiters.borrow().len()
+        self.waiters().len()
+    }
+
+    /// The registry. A panic elsewhere while holding it leaves the map whole (each
+    /// operation is one insert or remove), so a poisoned lock is used as it is: PID 1
+    /// must keep reaping.
+    fn waiters(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Collect every exited child without blocking; deliver watched ones to their waiter.
@@ -127,7 +146,8 @@ impl Reaper {
     }
 
     fn deliver(&self, pid: Pid, exit: Exit) {
-        match self.waiters.borrow_mut().remove(&pid.as_raw()) {
+        let waiter = self.waiters().remove(&pid.as_raw());
+        match waiter {
             // The waiter may have given up (dropped its receiver): nothing to do.
             Some(waiter) => {
                 let _ = waiter.send(exit);
@@ -164,6 +184,63 @@ pub fn has_children() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::CommandExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A child that exits right after the fork (before spawn even returns), while
+    /// another thread reaps without pause: its status must reach its waiter every
+    /// time. Registering the waiter after the spawn, outside the lock, loses it.
+    #[test]
+    fn a_child_exiting_at_once_reaches_its_waiter_though_another_thread_reaps() {
+        const NAME: &str = "sys::reaper::tests::a_child_exiting_at_once_reaches_its_waiter_though_another_thread_reaps";
+        if std::env::var_os("SUPD_TEST_REAPER_ALONE").is_none() {
+            // waitpid(-1) would take other tests' children: run alone, in a process
+            // of its own (this test binary, filtered to this test).
+            let status = Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", NAME, "--test-threads=1", "--nocapture"])
+                .env("SUPD_TEST_REAPER_ALONE", "1")
+                .status()
+                .unwrap();
+            assert!(status.success(), "the test run alone: {status}");
+            return;
+        }
+        let reaper = Arc::new(Reaper::new());
+        let stop = Arc::new(AtomicBool::new(false));
+        let reaping = std::thread::spawn({
+            let (reaper, stop) = (Arc::clone(&reaper), Arc::clone(&stop));
+            move || {
+                while !stop.load(Ordering::Relaxed) {
+                    reaper.reap();
+                }
+            }
+        });
+        for round in 0..300 {
+            let code = round % 100 + 1;
+            let mut command = Command::new("/bin/true");
+            // SAFETY: _exit is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || libc::_exit(code));
+            }
+            let (_child, mut exit) = reaper.spawn(&mut command).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let got = loop {
+                match exit.try_recv() {
+                    Ok(exit) => break exit,
+                    Err(oneshot::error::TryRecvError::Empty) if Instant::now() < deadline => {
+                        std::thread::yield_now()
+                    }
+                    Err(err) => {
+                        panic!("round {round}: the exit never reached its waiter ({err:?})")
+                    }
+                }
+            };
+            assert_eq!(got, Exit::Code(code), "round {round}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        reaping.join().unwrap();
+    }
 
     #[test]
     fn exit_status_convention() {

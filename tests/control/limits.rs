@@ -4,7 +4,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::Server;
-use crate::util::{lazy, stderr, stdout, wait_for, TempDir};
+use crate::util::{children_of, lazy, stderr, stdout, wait_for, TempDir};
 
 #[test]
 fn max_callbacks_limits_concurrency() {
@@ -50,15 +50,10 @@ fn one_list_at_a_time() {
         .spawn()
         .unwrap();
     // The first list's bash is running when supd has two children (service + bash).
-    let children = format!("/proc/{0}/task/{0}/children", supd.pid());
     wait_for(
         Duration::from_secs(10),
         lazy(|| format!("the first list's bash; log:\n{}", supd.log())),
-        || {
-            std::fs::read_to_string(&children)
-                .map(|c| c.split_whitespace().count() >= 2)
-                .unwrap_or(false)
-        },
+        || children_of(supd.pid() as i32).len() >= 2,
     );
     let second = supd.ctl_output(&["list", &supd.service]);
     assert_eq!(second.status.code(), Some(75), "{}", stderr(&second));

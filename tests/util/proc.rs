@@ -18,11 +18,25 @@ pub fn send(pid: i32, signal: i32) {
     }
 }
 
-/// The children of `pid` (its main thread's, which is all a single-threaded process has).
+/// The children of `pid`, of all its threads (supd's request server runs on a thread of
+/// its own, and /proc lists a child under the thread that forked it).
 pub fn children_of(pid: i32) -> Vec<i32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
+    let read = |tid: &str| std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/children"));
+    // The main thread first: a single-threaded process's children, in their order.
+    let mut text = read(&pid.to_string()).unwrap_or_default();
+    let tids = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten();
+    for tid in tids
+        .flatten()
+        .filter_map(|t| t.file_name().into_string().ok())
+    {
+        if tid != pid.to_string() {
+            text.push(' ');
+            text.push_str(&read(&tid).unwrap_or_default());
+        }
+    }
+    text.split_whitespace()
         .filter_map(|p| p.parse().ok())
         .collect()
 }

@@ -40,10 +40,9 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
     }
     let mut command = settings.command(LIST_SCRIPT);
     command.stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = command
-        .spawn()
+    let (mut child, exit) = reaper
+        .spawn(&mut command)
         .map_err(|e| format!("cannot run bash: {e}"))?;
-    let exit = reaper.watch(child.id());
     let stdout = child.stdout.take().ok_or_else(|| "no pipe".to_string())?;
     let pgid = child.id() as i32;
     let mut stdout =

@@ -67,9 +67,8 @@ pub fn spawn(
             Ok(())
         });
     }
-    let mut child = command.spawn()?;
+    let (mut child, exit) = reaper.spawn(&mut command)?;
     let pid = child.id();
-    let exit = reaper.watch(pid);
     drop(hs_write);
     // Never call child.wait(): the reaper owns waitpid. Dropping `child` does not wait.
     let pipes = (|| {

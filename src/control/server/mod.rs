@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
@@ -104,7 +105,7 @@ pub struct Config {
 /// What the server needs from the init side.
 pub struct ServerContext {
     pub config: Config,
-    pub reaper: Rc<Reaper>,
+    pub reaper: Arc<Reaper>,
     /// The service's (main child's) pid, for `status`.
     pub service_pid: u32,
     /// supd's own pid, passed to callbacks as $SUPD_PID (so `kill -USR1 $SUPD_PID` works
@@ -164,7 +165,7 @@ impl ServerHandle {
 
 struct State {
     settings: Settings,
-    reaper: Rc<Reaper>,
+    reaper: Arc<Reaper>,
     /// The socket file, once this supd holds it (`None` while it waits for the lock).
     socket: RefCell<Option<SocketFile>>,
     service_pid: u32,
@@ -275,8 +276,8 @@ impl Executor {
     }
 
     /// The one reaper (for other children, such as a hook, started next to callbacks).
-    pub fn reaper(&self) -> Rc<Reaper> {
-        Rc::clone(&self.0.reaper)
+    pub fn reaper(&self) -> Arc<Reaper> {
+        Arc::clone(&self.0.reaper)
     }
 
     /// Whether the server was closed (supd is shutting down): no new run starts.

@@ -1,0 +1,175 @@
+//! The request server and the in-process schedule (everything in supd that is not the
+//! init itself) run on a thread of their own, in a current-thread tokio runtime, so
+//! that the init's loop ([`super::drive::supervise`]) stays a plain `ppoll` on the
+//! signalfd whether the socket is open or not: a forwarded signal or a reaped orphan
+//! costs a few hundred instructions, where a turn of the runtime on the init's thread
+//! cost about a thousand more (see bench/RESULTS.md, "Lean PID 1").
+//!
+//! What the two threads share: the one [`Reaper`] (the init reaps; the server spawns
+//! through [`Reaper::spawn`], which registers the waiter under the registry's lock, so a
+//! callback that exits at once is never reaped before its waiter exists) and the log.
+//! The init tells the server two things, in order ([`Phase`]): close (the service
+//! exited: stop accepting, unlink the socket, start no callback), then leave (nothing
+//! is left below supd: let the last clients read their exit events, at most
+//! [`DRAIN_LIMIT`]). The server answers the second once it has.
+//!
+//! Signals stay the init's alone: every signal is blocked before this thread starts
+//! (threads inherit the mask), so a process-directed signal waits in the process's queue
+//! until the init reads its signalfd. Children the server spawns are the process's:
+//! the init's `waitpid(-1)` collects them (a thread may wait for its siblings'
+//! children), their /proc `PPid` is supd's pid and the shutdown walk finds them. Only
+//! /proc/PID/task/TID/children is per thread: it lists them under this thread's TID.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Config;
+use crate::control::server::{self, ServerContext};
+use crate::sys::reaper::Reaper;
+
+/// How long supd waits at exit for clients to receive their final events.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+/// How far the init has got: only ever moves forward.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Serving,
+    /// The service exited: no new callback; those running go on.
+    Closed,
+    /// Nothing is left below supd: drain the clients and answer.
+    Leaving,
+}
+
+/// The init's handle on the server thread.
+pub(super) struct Companion {
+    phase: watch::Sender<Phase>,
+    /// One message (or a hang-up, if the thread died) once the clients are drained.
+    drained: mpsc::Receiver<()>,
+}
+
+impl Companion {
+    /// Start the server thread when the config asks for a socket or a schedule. The
+    /// service is already running (its pid is in `status` and in the schedule's
+    /// `$SUPD_SERVICE_PID`). Failures are logged; the service runs on without them.
+    pub(super) fn start(config: &Config, reaper: &Arc<Reaper>, service_pid: u32) -> Option<Self> {
+        if config.server.is_none() && config.schedule.is_none() {
+            return None;
+        }
+        let (phase, phase_seen) = watch::channel(Phase::Serving);
+        let (drained_tx, drained) = mpsc::sync_channel(1);
+        let work = Work {
+            server: config.server.clone(),
+            schedule: config.schedule.clone(),
+            reaper: Arc::clone(reaper),
+            service_pid,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("supd-server".into())
+            .spawn(move || {
+                work.run(phase_seen);
+                let _ = drained_tx.send(());
+            });
+        match spawned {
+            Ok(_) => Some(Companion { phase, drained }),
+            Err(err) => {
+                crate::error!(
+                    "cannot start the request server's thread; running the service without it",
+                    error = err
+                );
+                None
+            }
+        }
+    }
+
+    /// The service exited: stop accepting and unlink the socket. Callbacks that run go
+    /// on (the shutdown walk signals them); no new one starts.
+    pub(super) fn close(&self) {
+        self.advance(Phase::Closed);
+    }
+
+    /// Nothing is left below supd: wait (bounded) until the last callbacks' exit
+    /// events have reached their clients and the socket is gone.
+    pub(super) fn finish(&self) {
+        self.advance(Phase::Leaving);
+        // The thread's own drain is bounded by DRAIN_LIMIT; the margin covers its
+        // wakeup. A thread that died has dropped its sender: no wait at all.
+        let _ = self
+            .drained
+            .recv_timeout(DRAIN_LIMIT + Duration::from_millis(100));
+    }
+
+    fn advance(&self, to: Phase) {
+        self.phase.send_if_modified(|phase| {
+            let moved = *phase < to;
+            *phase = (*phase).max(to);
+            moved
+        });
+    }
+}
+
+/// What the server thread runs: everything it needs, moved onto it.
+struct Work {
+    server: Option<server::Config>,
+    schedule: Option<crate::schedule::InProcess>,
+    reaper: Arc<Reaper>,
+    service_pid: u32,
+}
+
+impl Work {
+    fn run(self, mut phase: watch::Receiver<Phase>) {
+        let runtime = match crate::sys::event_loop() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                crate::error!(
+                    "cannot start the event loop; running the service without the request socket",
+                    error = err
+                );
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, async move {
+            let server = self.server.and_then(|config| {
+                let context = ServerContext {
+                    config,
+                    reaper: Arc::clone(&self.reaper),
+                    service_pid: self.service_pid,
+                    supd_pid: std::process::id(),
+                };
+                server::start(context)
+                    .map_err(|err| {
+                        crate::error!(
+                            "request socket unavailable; running the service without it",
+                            error = err
+                        )
+                    })
+                    .ok()
+            });
+            // `--schedule`: the service's own jobs, through the server's executor.
+            let server = crate::schedule::inproc::attach(
+                self.schedule,
+                server,
+                &self.reaper,
+                self.service_pid,
+            );
+            // A dropped sender (the init is gone) counts as leaving.
+            let _ = phase.wait_for(|phase| *phase >= Phase::Closed).await;
+            if let Some(server) = &server {
+                server.close();
+            }
+            let _ = phase.wait_for(|phase| *phase >= Phase::Leaving).await;
+            if let Some(server) = &server {
+                // A client too slow to read its last events is not worth delaying the
+                // container's stop for. (No wait at all when no client is connected.)
+                let _ = tokio::time::timeout(DRAIN_LIMIT, server.drained()).await;
+            }
+        });
+        // supd exits right after this: tearing the runtime down (deregistering and
+        // closing each fd, freeing every task) would only compete with that exit.
+        std::mem::forget(local);
+        std::mem::forget(runtime);
+    }
+}
