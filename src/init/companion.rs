@@ -7,11 +7,16 @@
 //!
 //! What the two threads share: the one [`Reaper`] (the init reaps; the server spawns
 //! through [`Reaper::spawn`], which registers the waiter under the registry's lock, so a
-//! callback that exits at once is never reaped before its waiter exists) and the log.
-//! The init tells the server two things, in order ([`Phase`]): close (the service
-//! exited: stop accepting, unlink the socket, start no callback), then leave (nothing
-//! is left below supd: let the last clients read their exit events, at most
-//! [`DRAIN_LIMIT`]). The server answers the second once it has.
+//! callback that exits at once is never reaped before its waiter exists), the
+//! [`server::Shared`] view (the socket file, the number of clients) and the log.
+//! When the service exits the init closes, itself and at once: no child may start any
+//! more ([`Reaper::refuse_spawns`]: the shutdown walk that follows would miss it), the
+//! socket file is unlinked; then it tells the server ([`Phase::Closed`]: stop accepting,
+//! drop the requests half read). When nothing is left below supd and a client is still
+//! connected (or a schedule runs, whose last results the server records), it asks the
+//! server to let the clients read their exit events and waits for the answer, at most
+//! [`DRAIN_LIMIT`] ([`Phase::Leaving`]); otherwise it leaves without waking the thread:
+//! a round trip between CPUs is ~100 µs of a container's stop on a VM.
 //!
 //! Signals stay the init's alone: every signal is blocked before this thread starts
 //! (threads inherit the mask), so a process-directed signal waits in the process's queue
@@ -27,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Config;
-use crate::control::server::{self, ServerContext};
+use crate::control::server::{self, ServerContext, Shared};
 use crate::sys::reaper::Reaper;
 
 /// How long supd waits at exit for clients to receive their final events.
@@ -48,6 +53,10 @@ pub(super) struct Companion {
     phase: watch::Sender<Phase>,
     /// One message (or a hang-up, if the thread died) once the clients are drained.
     drained: mpsc::Receiver<()>,
+    shared: Arc<Shared>,
+    reaper: Arc<Reaper>,
+    /// An in-process schedule runs on the thread: its last results must be recorded.
+    schedule: bool,
 }
 
 impl Companion {
@@ -60,7 +69,9 @@ impl Companion {
         }
         let (phase, phase_seen) = watch::channel(Phase::Serving);
         let (drained_tx, drained) = mpsc::sync_channel(1);
+        let shared = Arc::new(Shared::default());
         let work = Work {
+            shared: Arc::clone(&shared),
             server: config.server.clone(),
             schedule: config.schedule.clone(),
             reaper: Arc::clone(reaper),
@@ -73,7 +84,13 @@ impl Companion {
                 let _ = drained_tx.send(());
             });
         match spawned {
-            Ok(_) => Some(Companion { phase, drained }),
+            Ok(_) => Some(Companion {
+                phase,
+                drained,
+                shared,
+                reaper: Arc::clone(reaper),
+                schedule: config.schedule.is_some(),
+            }),
             Err(err) => {
                 crate::error!(
                     "cannot start the request server's thread; running the service without it",
@@ -84,15 +101,29 @@ impl Companion {
         }
     }
 
-    /// The service exited: stop accepting and unlink the socket. Callbacks that run go
-    /// on (the shutdown walk signals them); no new one starts.
+    /// The service exited: no new callback, the socket unlinked, no more accepting.
+    /// Callbacks that run go on (the shutdown walk that follows signals them).
+    ///
+    /// The thread is woken only when it has something to stop (a client connected, a
+    /// schedule): with the socket unlinked and spawns refused, the most it could do
+    /// otherwise is answer a client still in the listen backlog, and supd's exit would
+    /// have to stop a thread it had just woken for nothing.
     pub(super) fn close(&self) {
-        self.advance(Phase::Closed);
+        self.reaper.refuse_spawns();
+        self.shared.remove_socket();
+        if self.schedule || self.shared.connections() > 0 {
+            self.advance(Phase::Closed);
+        }
     }
 
     /// Nothing is left below supd: wait (bounded) until the last callbacks' exit
     /// events have reached their clients and the socket is gone.
     pub(super) fn finish(&self) {
+        // Nothing to wait for: no client, no schedule, no socket being bound (closed
+        // already, nothing binds after: `Shared::try_bind`).
+        if !self.schedule && self.shared.connections() == 0 && !self.shared.binding() {
+            return;
+        }
         self.advance(Phase::Leaving);
         // The thread's own drain is bounded by DRAIN_LIMIT; the margin covers its
         // wakeup. A thread that died has dropped its sender: no wait at all.
@@ -112,6 +143,7 @@ impl Companion {
 
 /// What the server thread runs: everything it needs, moved onto it.
 struct Work {
+    shared: Arc<Shared>,
     server: Option<server::Config>,
     schedule: Option<crate::schedule::InProcess>,
     reaper: Arc<Reaper>,
@@ -135,6 +167,7 @@ impl Work {
             let server = self.server.and_then(|config| {
                 let context = ServerContext {
                     config,
+                    shared: Arc::clone(&self.shared),
                     reaper: Arc::clone(&self.reaper),
                     service_pid: self.service_pid,
                     supd_pid: std::process::id(),
@@ -152,6 +185,7 @@ impl Work {
             let server = crate::schedule::inproc::attach(
                 self.schedule,
                 server,
+                &self.shared,
                 &self.reaper,
                 self.service_pid,
             );

@@ -76,8 +76,11 @@ pub fn supervise(config: Config) -> i32 {
             supervisor.on_deadline();
         }
     };
-    if let Some(server) = &supervisor.server {
+    if let Some(server) = supervisor.server.take() {
         server.finish();
+        // Not dropped: the drop of its channel would wake the thread for nothing, just
+        // before the process exit has to stop it.
+        std::mem::forget(server);
     }
     supervisor.exit_status(code, &config)
 }

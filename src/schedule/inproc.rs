@@ -19,7 +19,7 @@ use super::next_wake_text;
 use super::reload::Filter;
 use super::runner::{Core, Settings};
 use crate::control::protocol::LastResult;
-use crate::control::server::{self, ServerContext, ServerHandle};
+use crate::control::server::{self, ServerContext, ServerHandle, Shared};
 use crate::sys::reaper::Reaper;
 
 /// The in-process schedule's settings (built by `cli`).
@@ -43,6 +43,7 @@ pub struct InProcess {
 pub fn attach(
     schedule: Option<InProcess>,
     server: Option<ServerHandle>,
+    shared: &Arc<Shared>,
     reaper: &Arc<Reaper>,
     service_pid: u32,
 ) -> Option<ServerHandle> {
@@ -52,6 +53,7 @@ pub fn attach(
     let server = server.unwrap_or_else(|| {
         server::start_without_socket(ServerContext {
             config: schedule.executor.clone(),
+            shared: Arc::clone(shared),
             reaper: Arc::clone(reaper),
             service_pid,
             supd_pid: std::process::id(),

@@ -48,14 +48,20 @@ impl std::fmt::Display for Exit {
     }
 }
 
-type Waiters = HashMap<i32, oneshot::Sender<Exit>, BuildHasherDefault<PidHasher>>;
+/// Who waits for which child, and whether new children may still be started.
+#[derive(Default)]
+struct Registry {
+    waiters: HashMap<i32, oneshot::Sender<Exit>, BuildHasherDefault<PidHasher>>,
+    /// Set by [`Reaper::refuse_spawns`]: the init is shutting down.
+    refusing: bool,
+}
 
 /// Registry of children someone is waiting for. Shared by the init's thread (which
 /// reaps) and the request server's (which spawns callbacks); the lock is uncontended
 /// but for a spawn meeting a reap.
 #[derive(Default)]
 pub struct Reaper {
-    waiters: Mutex<Waiters>,
+    registry: Mutex<Registry>,
 }
 
 /// Pids are their own good hash: no need for SipHash (its 60 instructions per reaped
@@ -88,27 +94,39 @@ impl Reaper {
     /// Spawn `command` and ask for its exit. The lock is held from before the fork until
     /// the waiter is registered: a reap on another thread that collects the child at
     /// once delivers to it (it waits for the lock), never to nobody.
+    ///
     pub fn spawn(
         &self,
         command: &mut Command,
     ) -> std::io::Result<(Child, oneshot::Receiver<Exit>)> {
-        let mut waiters = self.waiters();
+        let mut registry = self.registry();
+        if registry.refusing {
+            return Err(std::io::Error::other("supd is shutting down"));
+        }
         let child = command.spawn()?;
         let (tx, rx) = oneshot::channel();
-        waiters.insert(child.id() as i32, tx);
+        registry.waiters.insert(child.id() as i32, tx);
         Ok((child, rx))
+    }
+
+    /// From now on [`spawn`](Self::spawn) starts nothing: the init is shutting down,
+    /// and a child started after its last look for processes to stop would be missed
+    /// by it. Taken under the spawn's lock, so every child either exists when this
+    /// returns or is never started.
+    pub fn refuse_spawns(&self) {
+        self.registry().refusing = true;
     }
 
     /// Whether anyone still waits for a child (the service or a callback).
     pub fn watched(&self) -> usize {
-        self.waiters().len()
+        self.registry().waiters.len()
     }
 
-    /// The registry. A panic elsewhere while holding it leaves the map whole (each
-    /// operation is one insert or remove), so a poisoned lock is used as it is: PID 1
-    /// must keep reaping.
-    fn waiters(&self) -> MutexGuard<'_, Waiters> {
-        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The registry. A panic elsewhere while holding it leaves it whole (each operation
+    /// is one insert, remove or store), so a poisoned lock is used as it is: PID 1 must
+    /// keep reaping.
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Collect every exited child without blocking; deliver watched ones to their waiter.
@@ -146,7 +164,7 @@ impl Reaper {
     }
 
     fn deliver(&self, pid: Pid, exit: Exit) {
-        let waiter = self.waiters().remove(&pid.as_raw());
+        let waiter = self.registry().waiters.remove(&pid.as_raw());
         match waiter {
             // The waiter may have given up (dropped its receiver): nothing to do.
             Some(waiter) => {
@@ -240,6 +258,21 @@ mod tests {
         }
         stop.store(true, Ordering::Relaxed);
         reaping.join().unwrap();
+    }
+
+    /// After the init's last look for processes to stop, nothing may start.
+    #[test]
+    fn nothing_starts_after_refuse_spawns() {
+        let reaper = Reaper::new();
+        let marker = std::env::temp_dir().join(format!("supd-refused-{}", std::process::id()));
+        reaper.refuse_spawns();
+        let mut command = Command::new("touch");
+        command.arg(&marker);
+        let err = reaper.spawn(&mut command).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("shutting down"), "{err}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!marker.exists(), "the command ran");
+        assert_eq!(reaper.watched(), 0);
     }
 
     #[test]

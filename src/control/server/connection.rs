@@ -50,7 +50,7 @@ pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
             refused.keep(stream);
             continue;
         }
-        if state.connections.get() >= MAX_CONNECTIONS {
+        if state.shared.connections() >= MAX_CONNECTIONS {
             crate::warn!(
                 "too many connections; closing a new one",
                 limit = MAX_CONNECTIONS
@@ -59,7 +59,7 @@ pub(super) async fn accept_loop(state: Rc<State>, listener: UnixListener) {
             continue;
         }
         conn_id += 1;
-        state.connections.set(state.connections.get() + 1);
+        state.shared.set_connections(state.shared.connections() + 1);
         let task = tokio::task::spawn_local(connection(state.clone(), stream, peer, conn_id));
         state
             .reading
@@ -148,8 +148,8 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
-        let left = self.state.connections.get().saturating_sub(1);
-        self.state.connections.set(left);
+        let left = self.state.shared.connections().saturating_sub(1);
+        self.state.shared.set_connections(left);
         if left == 0 {
             // `notify_one` keeps a permit if nobody waits yet: no lost wake-up.
             self.state.no_connections.notify_one();

@@ -42,9 +42,10 @@ pub use verdict::{lock_verdict, socket_verdict, trusted_owner, LockVerdict, Prob
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::net::UnixListener;
@@ -102,9 +103,95 @@ pub struct Config {
     pub allow_gid: Vec<u32>,
 }
 
+/// What the init's thread may see and do of a server running on another thread: its
+/// number of client connections, and the unlink of its socket file (at once, when the
+/// service exits, without waiting for the server's thread to wake up).
+#[derive(Default)]
+pub struct Shared {
+    socket: Mutex<SocketSlot>,
+    /// Written by the server's thread only.
+    connections: AtomicUsize,
+}
+
+#[derive(Default)]
+struct SocketSlot {
+    file: Option<Arc<SocketFile>>,
+    /// [`Shared::remove_socket`] was called: no socket is bound any more.
+    removed: bool,
+    /// The server's thread is binding the socket ([`Shared::try_bind`]): the init must
+    /// wait for it before leaving, or the socket it is creating would outlive supd.
+    binding: bool,
+}
+
+impl Shared {
+    /// How many client connections are open.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    fn set_connections(&self, count: usize) {
+        self.connections.store(count, Ordering::Release);
+    }
+
+    /// Unlink the socket file (only if it is still the one bound) and release the
+    /// service's lock, now and for good: a socket bound after this is removed as soon
+    /// as it is published. Idempotent; callable from any thread.
+    pub fn remove_socket(&self) {
+        let file = {
+            let mut slot = self.slot();
+            slot.removed = true;
+            slot.file.take()
+        };
+        if let Some(file) = file {
+            file.remove();
+        }
+    }
+
+    /// Whether the server's thread is binding the socket right now.
+    pub fn binding(&self) -> bool {
+        self.slot().binding
+    }
+
+    /// [`SocketFile::try_bind`], published for [`remove_socket`](Self::remove_socket);
+    /// `None` once the socket was removed for good (a socket bound meanwhile is
+    /// removed again at once).
+    fn try_bind(&self, path: &Path, mode: u32, group: Option<&str>) -> io::Result<Option<Attempt>> {
+        {
+            let mut slot = self.slot();
+            if slot.removed {
+                return Ok(None);
+            }
+            slot.binding = true;
+        }
+        let attempt = SocketFile::try_bind(path, mode, group);
+        let mut slot = self.slot();
+        slot.binding = false;
+        match attempt {
+            Ok(Attempt::Bound(file, _)) if slot.removed => {
+                drop(slot);
+                file.remove();
+                Ok(None)
+            }
+            Ok(Attempt::Bound(file, listener)) => {
+                slot.file = Some(Arc::clone(&file));
+                Ok(Some(Attempt::Bound(file, listener)))
+            }
+            other => other.map(Some),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, SocketSlot> {
+        self.socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// What the server needs from the init side.
 pub struct ServerContext {
     pub config: Config,
+    /// What the init's thread shares with the server.
+    pub shared: Arc<Shared>,
     pub reaper: Arc<Reaper>,
     /// The service's (main child's) pid, for `status`.
     pub service_pid: u32,
@@ -142,9 +229,7 @@ impl ServerHandle {
         for handle in readers {
             handle.abort();
         }
-        if let Some(socket) = self.state.socket.borrow().as_ref() {
-            socket.remove();
-        }
+        self.state.shared.remove_socket();
     }
 
     /// The executor that runs callbacks for this server (same registry: busy, full,
@@ -157,7 +242,7 @@ impl ServerHandle {
     /// last callback's exit, the final events have then reached their clients. Callers
     /// bound the wait (a client may be too slow to read).
     pub async fn drained(&self) {
-        while self.state.connections.get() > 0 {
+        while self.state.shared.connections() > 0 {
             self.state.no_connections.notified().await;
         }
     }
@@ -166,15 +251,14 @@ impl ServerHandle {
 struct State {
     settings: Settings,
     reaper: Arc<Reaper>,
-    /// The socket file, once this supd holds it (`None` while it waits for the lock).
-    socket: RefCell<Option<SocketFile>>,
+    /// The socket file, once this supd holds it, and the connection count.
+    shared: Arc<Shared>,
     service_pid: u32,
     supd_pid: u32,
     started: Instant,
     allow_uid: Vec<u32>,
     allow_gid: Vec<u32>,
     registry: RefCell<Registry>,
-    connections: Cell<usize>,
     /// Connections still reading their request, oldest first (for eviction).
     reading: RefCell<BTreeMap<u64, (Instant, AbortHandle)>>,
     closed: Cell<bool>,
@@ -213,7 +297,11 @@ pub fn start(context: ServerContext) -> io::Result<ServerHandle> {
     let args = &context.config;
     let service = args.service.clone();
     let path = protocol::socket_path(&args.socket_dir, &service);
-    let first = SocketFile::try_bind(&path, args.socket_mode, args.socket_group.as_deref())?;
+    let group = args.socket_group.as_deref();
+    let Some(first) = context.shared.try_bind(&path, args.socket_mode, group)? else {
+        // The service has exited already: nothing to serve.
+        return Ok(start_without_socket(context));
+    };
     let config = context.config.clone();
     let state = new_state(context);
     let task = serve(state.clone(), config, path, first);
@@ -246,14 +334,13 @@ fn new_state(context: ServerContext) -> Rc<State> {
             supd_pid: context.supd_pid,
         },
         reaper: context.reaper,
-        socket: RefCell::new(None),
+        shared: context.shared,
         service_pid: context.service_pid,
         supd_pid: context.supd_pid,
         started: Instant::now(),
         allow_uid: args.allow_uid.clone(),
         allow_gid: args.allow_gid.clone(),
         registry: RefCell::new(Registry::new(args.max_callbacks as usize)),
-        connections: Cell::new(0),
         reading: RefCell::default(),
         closed: Cell::new(false),
         on_close: tokio::sync::Notify::new(),
@@ -470,7 +557,6 @@ async fn serve(state: Rc<State>, config: Config, path: PathBuf, first: Attempt) 
                     mode = format!("{:04o}", config.socket_mode),
                     callbacks = config.callbacks.display()
                 );
-                *state.socket.borrow_mut() = Some(socket);
                 accept_loop(state, listener).await;
                 return;
             }
@@ -489,8 +575,9 @@ async fn serve(state: Rc<State>, config: Config, path: PathBuf, first: Attempt) 
                     return;
                 }
                 let group = config.socket_group.as_deref();
-                attempt = match SocketFile::try_bind(&path, config.socket_mode, group) {
-                    Ok(attempt) => attempt,
+                attempt = match state.shared.try_bind(&path, config.socket_mode, group) {
+                    Ok(Some(attempt)) => attempt,
+                    Ok(None) => return, // the service has exited meanwhile
                     Err(e) => {
                         crate::error!(
                             "request socket unavailable; running the service without it",
@@ -501,5 +588,45 @@ async fn serve(state: Rc<State>, config: Config, path: PathBuf, first: Attempt) 
                 };
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::socket::Attempt;
+    use super::*;
+
+    fn fresh_socket_path(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("supd-shared-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        dir.join("svc-request.sock")
+    }
+
+    /// The init unlinks the socket at once when the service exits, from its own thread.
+    #[test]
+    fn remove_socket_unlinks_the_bound_file_once() {
+        let path = fresh_socket_path("once");
+        let shared = Shared::default();
+        let bound = shared.try_bind(&path, 0o660, None).unwrap();
+        assert!(matches!(bound, Some(Attempt::Bound(..))));
+        assert!(path.exists() && !shared.binding());
+        shared.remove_socket();
+        assert!(!path.exists());
+        shared.remove_socket(); // again: nothing to do, no panic
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// A server that had not bound yet when the service exited (its thread was slow to
+    /// start, or it waited for another supd's lock) binds nothing: no socket outlives
+    /// supd.
+    #[test]
+    fn no_socket_is_bound_after_removal() {
+        let path = fresh_socket_path("late");
+        let shared = Shared::default();
+        shared.remove_socket();
+        assert!(shared.try_bind(&path, 0o660, None).unwrap().is_none());
+        assert!(!path.exists() && !shared.binding());
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

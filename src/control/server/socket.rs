@@ -14,9 +14,9 @@
 //!
 //! The decisions are pure functions of what was found, in `verdict.rs`.
 
-use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -26,7 +26,8 @@ use crate::sys::fs::{self, Kind, Stat};
 /// One try at taking the service's socket.
 pub(super) enum Attempt {
     /// Ours: serve it.
-    Bound(SocketFile, std::os::unix::net::UnixListener),
+    /// (Shared with the init's thread, which may unlink it: `Shared::remove_socket`.)
+    Bound(Arc<SocketFile>, std::os::unix::net::UnixListener),
     /// Not now (another supd holds the lock or serves the socket, a planted file could
     /// not be replaced yet): try again after `retry`. `reason` says why, for the log.
     Wait {
@@ -51,7 +52,9 @@ pub(super) struct SocketFile {
     /// Held until the socket is removed: one supd per service at a time (see
     /// [`lock_service`]); released right after the unlink so that a waiting successor
     /// takes over at once.
-    lock: RefCell<Option<Flock<std::fs::File>>>,
+    /// `None` once removed (the mutex also makes the removal happen once, from either
+    /// thread).
+    lock: Mutex<Option<Flock<std::fs::File>>>,
 }
 
 impl SocketFile {
@@ -151,11 +154,11 @@ impl SocketFile {
             }
         };
         Ok(Attempt::Bound(
-            SocketFile {
+            Arc::new(SocketFile {
                 path: path.to_path_buf(),
                 bound,
-                lock: RefCell::new(Some(lock)),
-            },
+                lock: Mutex::new(Some(lock)),
+            }),
             listener,
         ))
     }
@@ -166,6 +169,10 @@ impl SocketFile {
 
     /// Unlink the socket file, if it is still the one we bound; then release the lock.
     pub(super) fn remove(&self) {
+        let mut lock = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        if lock.is_none() {
+            return; // removed already
+        }
         let path = &self.path;
         match fs::unlink_if_same(path, &self.bound) {
             Ok(true) => {}
@@ -175,7 +182,7 @@ impl SocketFile {
             ),
             Err(e) => crate::warn!("cannot remove the socket", path = path.display(), error = e),
         }
-        self.lock.borrow_mut().take();
+        lock.take();
     }
 }
 
