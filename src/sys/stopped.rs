@@ -10,6 +10,7 @@
 //! kernel feature, absent here.)
 
 use std::ffi::CStr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::sys::process::descendants_with_state;
 
@@ -23,32 +24,84 @@ pub fn any_stopped_below_self() -> bool {
         .any(|below| below.stopped())
 }
 
-/// Whether any process visible in /proc is stopped. False without /proc (then the walk
-/// would find nothing either).
+/// Whether any process visible in /proc, other than supd itself, is stopped. False
+/// without /proc (then the walk would find nothing either).
+///
+/// Raw `open`/`getdents64` on a stack buffer rather than `opendir`: musl's `opendir`
+/// mallocs (here an mmap and a munmap of 8 KiB) and its `open` follows every `O_CLOEXEC`
+/// open with an `fcntl(F_SETFD)`; on the TERM path those were 5 of the scan's 16
+/// syscalls with one service, and supd's own /proc/PID/stat 4 more.
 fn any_stopped() -> bool {
-    // SAFETY: a NUL-terminated literal path.
-    let dir = unsafe { libc::opendir(c"/proc".as_ptr()) };
-    if dir.is_null() {
+    let Some(dir) = open_raw(c"/proc", libc::O_DIRECTORY) else {
         return false;
-    }
+    };
+    let mut own = [0u8; 20];
+    let own = digits(std::process::id(), &mut own);
+    // linux_dirent64 records: d_ino u64, d_off i64, d_reclen u16, d_type u8, d_name.
+    let mut buf = [0u64; 512];
     let mut found = false;
-    loop {
-        // SAFETY: `dir` is an open directory stream, used by this thread only.
-        let entry = unsafe { libc::readdir(dir) };
-        if entry.is_null() {
+    'read: loop {
+        // SAFETY: getdents64 into our own buffer of that many bytes, on the fd we opened.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.as_raw_fd(),
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else { break };
+        if n == 0 {
             break;
         }
-        // SAFETY: readdir returns a valid entry whose d_name is NUL-terminated; it
-        // stays valid until the next readdir on `dir`.
-        let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) }.to_bytes();
-        if !name.is_empty() && name.iter().all(u8::is_ascii_digit) && is_stopped(name) {
-            found = true;
-            break;
+        // SAFETY: u64s viewed as the bytes they are; `n` is at most the buffer's size.
+        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        let mut at = 0;
+        while let Some(record) = bytes.get(at..) {
+            let Some(&[lo, hi]) = record.get(16..18) else {
+                break;
+            };
+            let len = usize::from(u16::from_ne_bytes([lo, hi]));
+            // (a length below 19 is no record: get() is None, the loop ends)
+            let Some(name) = record.get(19..len.min(record.len())) else {
+                break;
+            };
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            if !name.is_empty()
+                && name.iter().all(u8::is_ascii_digit)
+                && name != own
+                && is_stopped(name)
+            {
+                found = true;
+                break 'read;
+            }
+            at += len;
         }
     }
-    // SAFETY: `dir` is open and not used after this.
-    unsafe { libc::closedir(dir) };
     found
+}
+
+/// `pid`'s decimal digits, written into `out`.
+fn digits(mut pid: u32, out: &mut [u8; 20]) -> &[u8] {
+    let mut start = out.len();
+    loop {
+        start -= 1;
+        out[start] = b'0' + (pid % 10) as u8;
+        pid /= 10;
+        if pid == 0 {
+            return &out[start..];
+        }
+    }
+}
+
+/// `open(2)` itself, read-only and close-on-exec (no `fcntl` after it, unlike musl's).
+fn open_raw(path: &CStr, flags: libc::c_int) -> Option<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC | flags;
+    // SAFETY: a NUL-terminated path and plain flags.
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags) };
+    let fd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
+    // SAFETY: a successful open returns a fresh fd that nothing else owns.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Whether /proc/PID/stat (PID given as its digits) shows a stopped process.
@@ -70,15 +123,16 @@ fn is_stopped(pid: &[u8]) -> bool {
     // The state follows the command name, at most 64 bytes in parentheses: the first
     // 256 bytes hold it.
     let mut stat = [0u8; 256];
-    // SAFETY: `path` is NUL-terminated (zero-filled past `len`); plain flags.
-    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
+    // `path` is NUL-terminated: zero-filled past `len`.
+    let Ok(path) = CStr::from_bytes_until_nul(&path) else {
+        return false;
+    };
+    let Some(fd) = open_raw(path, 0) else {
         return false; // gone meanwhile
-    }
-    // SAFETY: read into our own buffer of that size, then close the fd we opened.
-    let n = unsafe { libc::read(fd, stat.as_mut_ptr().cast(), stat.len()) };
-    // SAFETY: `fd` is ours and not used after this.
-    unsafe { libc::close(fd) };
+    };
+    // SAFETY: read into our own buffer of that size from the fd we opened (closed on drop).
+    let n = unsafe { libc::read(fd.as_raw_fd(), stat.as_mut_ptr().cast(), stat.len()) };
+    drop(fd);
     let Some(stat) = usize::try_from(n).ok().and_then(|n| stat.get(..n)) else {
         return false;
     };
@@ -104,6 +158,15 @@ mod tests {
         assert_eq!(state_of(b"42 (sleep) S 7 40"), Some(b'S'));
         assert_eq!(state_of(b"42 (a) b (c) T 9 42"), Some(b'T'));
         assert_eq!(state_of(b"42 (x"), None);
+    }
+
+    #[test]
+    fn pid_digits() {
+        let mut out = [0u8; 20];
+        assert_eq!(digits(0, &mut out), b"0");
+        assert_eq!(digits(1, &mut out), b"1");
+        assert_eq!(digits(4_194_304, &mut out), b"4194304");
+        assert_eq!(digits(u32::MAX, &mut out), b"4294967295");
     }
 
     #[test]
