@@ -67,7 +67,12 @@ pub fn run(config: Config) -> i32 {
             return exit::EX_SOFTWARE;
         }
     };
-    runtime.block_on(run_async(config))
+    let code = runtime.block_on(run_async(config));
+    // The process exits right after this (main.rs): dropping the runtime would only
+    // deregister and close the socket and unmap its buffers first, ~15 syscalls between
+    // the final event and the caller's wait. The exit closes the fds; stdout is flushed.
+    std::mem::forget(runtime);
+    code
 }
 
 async fn run_async(config: Config) -> i32 {
