@@ -82,5 +82,7 @@ pub fn supervise(config: Config) -> i32 {
         // before the process exit has to stop it.
         std::mem::forget(server);
     }
+    // The process exit closes it; a close(2) here would only delay the container's stop.
+    std::mem::forget(signals);
     supervisor.exit_status(code, &config)
 }

@@ -54,6 +54,12 @@ pub(super) struct Supervisor {
     main_exit: oneshot::Receiver<Exit>,
     /// The main child's exit status (after the 128+N rule), once it has exited.
     pub(super) main_status: Option<i32>,
+    /// Nothing is left below supd, for good: the main child has exited and the kernel
+    /// said "no child" after that, when nothing can start one any more (supd spawns
+    /// nothing itself after the service; the server's spawns are refused from the
+    /// service's exit on) and no orphan can come (orphans come from descendants). Saves
+    /// asking the kernel again on the way out.
+    childless: bool,
     /// End of the grace period (or next SIGKILL retry), while shutting down.
     pub(super) deadline: Option<Instant>,
     /// The grace period is over: SIGKILL has been sent.
@@ -114,6 +120,7 @@ impl Supervisor {
             reaper,
             main_exit,
             main_status: None,
+            childless: false,
             deadline: None,
             killing: false,
             kill_retry: KILL_RETRY,
@@ -128,7 +135,10 @@ impl Supervisor {
     /// what is left cannot be found). Some(status) once supd may leave.
     pub(super) fn finished(&self) -> Option<i32> {
         let code = self.main_status?;
-        if self.abandoned || !reaper::has_children() {
+        if self.childless || self.abandoned {
+            return Some(code);
+        }
+        if !reaper::has_children() {
             // Collect any zombie left (has_children counts them too).
             self.reaper.reap();
             return Some(code);
@@ -274,23 +284,25 @@ impl Supervisor {
     /// them: from here on its pid may be reused, so nothing may be sent to it any more.
     pub(super) fn reap(&mut self) {
         let reaped = self.reaper.reap();
-        crate::trace!("reaped", children = reaped);
+        crate::trace!("reaped", children = reaped.count);
         if self.main_status.is_some() {
+            self.childless |= reaped.childless;
             return;
         }
         match self.main_exit.try_recv() {
-            Ok(exit) => self.on_main_exit(Some(exit)),
+            Ok(exit) => self.on_main_exit(Some(exit), reaped.childless),
             // The main child is our child until it is reaped: no child left at all
             // means it was reaped and its status went missing. Never wait for it then.
             Err(oneshot::error::TryRecvError::Empty) if !reaper::has_children() => {
-                self.on_main_exit(None)
+                self.on_main_exit(None, true)
             }
             Err(oneshot::error::TryRecvError::Empty) => {}
-            Err(oneshot::error::TryRecvError::Closed) => self.on_main_exit(None),
+            Err(oneshot::error::TryRecvError::Closed) => self.on_main_exit(None, false),
         }
     }
 
-    fn on_main_exit(&mut self, exit: Option<Exit>) {
+    /// `childless`: the reap that found the exit also found no child left.
+    fn on_main_exit(&mut self, exit: Option<Exit>, childless: bool) {
         let code = match exit {
             Some(exit) => {
                 crate::info!("service exited", pid = self.service, status = exit);
@@ -304,10 +316,16 @@ impl Supervisor {
             }
         };
         self.main_status = Some(code);
-        if let Some(server) = &self.server {
-            server.close();
-        }
-        if !reaper::has_children() {
+        self.childless = match &self.server {
+            Some(server) => {
+                server.close();
+                // The server may have started a callback since that reap; from now on
+                // it cannot: ask again.
+                !reaper::has_children()
+            }
+            None => childless,
+        };
+        if self.childless {
             return;
         }
         // Stragglers: callbacks, the service's leftovers, daemons. TERM now, KILL at the

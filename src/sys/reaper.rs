@@ -130,10 +130,10 @@ impl Reaper {
     }
 
     /// Collect every exited child without blocking; deliver watched ones to their waiter.
-    /// Returns how many children were reaped. Call on every SIGCHLD (signals merge, so
-    /// one SIGCHLD may stand for many exits).
-    pub fn reap(&self) -> usize {
-        let mut reaped = 0;
+    /// Returns how many children were reaped, and whether none is left. Call on every
+    /// SIGCHLD (signals merge, so one SIGCHLD may stand for many exits).
+    pub fn reap(&self) -> Reaped {
+        let mut reaped = Reaped::default();
         loop {
             // libc, not nix's waitpid: nix turns a death by a real-time signal (34-64)
             // into Err(EINVAL) AFTER the kernel has reaped the child, so its status
@@ -143,7 +143,7 @@ impl Reaper {
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
             if pid > 0 {
                 if let Some(exit) = decode(status) {
-                    reaped += 1;
+                    reaped.count += 1;
                     self.deliver(Pid::from_raw(pid), exit);
                 }
                 // else stopped/continued: not requested (no WUNTRACED), skip.
@@ -153,7 +153,10 @@ impl Reaper {
                 return reaped; // children left, none exited
             }
             match Errno::last() {
-                Errno::ECHILD => return reaped,
+                Errno::ECHILD => {
+                    reaped.childless = true;
+                    return reaped;
+                }
                 Errno::EINTR => continue,
                 err => {
                     crate::warn!("waitpid failed", error = err);
@@ -173,6 +176,15 @@ impl Reaper {
             None => crate::trace!("reaped orphan", pid = pid, exit = exit),
         }
     }
+}
+
+/// What one [`Reaper::reap`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reaped {
+    /// Children collected.
+    pub count: usize,
+    /// The kernel said no child is left at all (ECHILD), alive or zombie.
+    pub childless: bool,
 }
 
 /// A raw wait status as an [`Exit`]; None for stop/continue reports.
