@@ -1,5 +1,5 @@
-//! Signals arrive through a signalfd, read in batches: by a plain `ppoll` loop when
-//! the init runs without an event loop, or by the event loop like any other fd.
+//! Signals arrive through a signalfd: read in batches by the init's plain `ppoll` loop,
+//! or one at a time by the scheduler's event loop like any other fd.
 //!
 //! [`block_all`] must run first thing in `main`, before the tokio runtime (or any other
 //! thread) exists: threads inherit the mask, and a thread that left a signal unblocked
@@ -28,8 +28,10 @@ const KERNEL_FAULTS: [Signal; 7] = [
 /// STOP cannot be blocked; the kernel leaves them out).
 ///
 /// Built by hand, not with `sigfillset`: glibc leaves out 32-33 and musl 32-34, the
-/// signals they reserve for threads. supd is single-threaded and its children get a
-/// fresh mask (spawn::reset_signals), so it takes those too. Left out, they were never
+/// signals they reserve for threads. supd uses none of what needs them (no thread
+/// cancellation, no setuid-family call or `setrlimit`, which musl would broadcast to
+/// every thread with 34: with it blocked that would hang) and its children get a fresh
+/// mask (spawn::reset_signals), so it takes those too. Left out, they were never
 /// forwarded, and as they default to "terminate", one of them killed a supd that was not
 /// PID 1 (orphaning the service); musl's SIGRTMIN is 35, so 34 is the SIGRTMIN of
 /// glibc-built senders such as `kill -s RTMIN` on the host.
@@ -208,7 +210,7 @@ impl AsRawFd for SignalFd {
     }
 }
 
-/// The signalfd inside the tokio event loop (when the request socket runs).
+/// The signalfd inside a tokio event loop (the scheduler's).
 pub struct Signals {
     fd: AsyncFd<SignalFd>,
 }
@@ -230,29 +232,6 @@ impl Signals {
                 None => guard.clear_ready(),
             }
         }
-    }
-
-    /// Wait for the next signals: every one pending (at least one, up to [`BATCH`]).
-    pub async fn recv_batch(&mut self, out: &mut Batch) -> std::io::Result<usize> {
-        loop {
-            let mut guard = self.fd.readable_mut().await?;
-            match guard.get_inner().read_batch(out)? {
-                0 => guard.clear_ready(),
-                n => return Ok(n),
-            }
-        }
-    }
-
-    /// Every signal pending now, up to [`BATCH`], without waiting and without touching
-    /// the event loop's readiness (0: none). The fd stays registered with the loop, so
-    /// a new signal still wakes the runtime from epoll, but no task is woken for it: the
-    /// init reads it from the runtime's park hook instead (see `init::supervisor`).
-    pub fn read_now(&self, out: &mut Batch) -> std::io::Result<usize> {
-        self.fd.get_ref().read_batch(out)
-    }
-
-    pub fn raw_fd(&self) -> i32 {
-        self.fd.get_ref().as_raw_fd()
     }
 }
 
