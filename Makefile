@@ -3,7 +3,7 @@
 
 MUSL_TARGET := x86_64-unknown-linux-musl
 SUPD_RELEASE := target/$(MUSL_TARGET)/release/supd
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 
 .PHONY: all build release up up-own-jobs down test lint unit fuzz-smoke e2e k8s-check cluster swarm-up swarm-down bench clean
 
@@ -46,9 +46,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
 
+# Four test threads on two cores: the schedule tests mostly sleep until real minute
+# boundaries, which they then share (integration tests ~230 s -> ~130 s).
 unit:
 	scripts/setup-tools.sh
-	cargo test --locked
+	cargo test --locked -- --test-threads=4
 
 fuzz-smoke:
 	scripts/setup-tools.sh --fuzz

@@ -58,7 +58,8 @@ for _ in $(seq 200); do [ -S "$sock" ] && break; sleep 0.01; done
 
 # --- idle first (nothing has run yet but one ping) ----------------------------------------
 sleep 1
-ctx() { awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { s += $2 } END { print s }' "/proc/$1/status"; }
+# Every thread's (the status of the process counts its main thread only).
+ctx() { cat /proc/"$1"/task/*/status | awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { s += $2 } END { print s }'; }
 before=$(ctx "$supd_pid")
 sleep "$IDLE_SECONDS"
 after=$(ctx "$supd_pid")

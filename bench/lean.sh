@@ -132,7 +132,8 @@ child_of() {
     done
     echo "$c"
 }
-ctx() { awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { s += $2 } END { print s }' "/proc/$1/status"; }
+# Every thread's (the status of the process counts its main thread only).
+ctx() { cat /proc/"$1"/task/*/status | awk '/^(voluntary|nonvoluntary)_ctxt_switches/ { s += $2 } END { print s }'; }
 for n in "${NAMES[@]}"; do INITPID[$n]=$(child_of "${UNSHARE[$n]}"); done
 sleep 1
 declare -A CTX0

@@ -135,7 +135,7 @@ if [ -n "${SUPERCRONIC:-}" ]; then
     "$SUPERCRONIC" "$work/supercronic.cron" 2>"$work/supercronic.log" &
     pids+=($!)
 fi
-ctx() { awk '/ctxt_switches/ { n += $2 } END { print n }' "/proc/$sched/status"; }
+ctx() { cat /proc/"$sched"/task/*/status | awk '/ctxt_switches/ { n += $2 } END { print n }'; }  # every thread's
 wakeups=()
 echo "waiting for $MINUTES minute boundaries..." >&2
 for _ in $(seq 1 "$MINUTES"); do

@@ -15,15 +15,32 @@ set -euo pipefail
 cd "$STACK_ROOT"
 
 # Under both docker-compose v1 (Debian's) and `docker compose` v2 (scripts/setup-tools.sh
-# --compose-v2 installs it), one run each, unless SUPD_COMPOSE=v1|v2 picks one.
+# --compose-v2 installs it), one run each, unless SUPD_COMPOSE=v1|v2 picks one. The two
+# runs are separate projects (own name, image tag, port, temp dir) and run side by side:
+# most of each is waiting for minute boundaries, which they then share. Each run's
+# output is kept apart and printed whole once both are done.
 if [[ -z ${SUPD_COMPOSE:-} ]]; then
     command -v docker-compose >/dev/null 2>&1 || { say "docker-compose v1 missing (apt-get install docker-compose)"; exit 1; }
     docker compose version >/dev/null 2>&1 || "$STACK_ROOT/scripts/setup-tools.sh" --compose-v2
+    # The binary is staged and the base image built once, before the runs race for them.
+    if ! docker image inspect "$SUPD_BASE" >/dev/null 2>&1 && [[ $SUPD_BASE == supd-base:* ]]; then
+        "$STACK_ROOT/scripts/build-base-image.sh" "$SUPD_BASE"
+    fi
+    build_supd
+    export SUPD_STAGED=1
+    logs=$(mktemp -d "${TMPDIR:-/var/tmp}/supd-e2e-logs.XXXXXX")
+    declare -A run=()
+    for v in v1 v2; do
+        SUPD_COMPOSE=$v "$0" "$@" >"$logs/$v.log" 2>&1 &
+        run[$v]=$!
+    done
     rc=0
     for v in v1 v2; do
+        wait "${run[$v]}" || rc=1
         say "=== under $( [[ $v == v1 ]] && docker-compose version --short || docker compose version --short) ($v)"
-        SUPD_COMPOSE=$v "$0" "$@" || rc=1
+        cat "$logs/$v.log"
     done
+    rm -rf "$logs"
     exit "$rc"
 fi
 
@@ -87,7 +104,8 @@ export WEB_PORT=${WEB_PORT_E2E:-$(free_port)}
 # --- 1. From nothing: binary, base image, image --------------------------------------
 say "project $project, dir $work, web port $WEB_PORT"
 had_base=yes; docker image inspect "$SUPD_BASE" >/dev/null 2>&1 || had_base=no
-if build_supd && build_images; then
+# (SUPD_STAGED: the parent run staged build/supd for both compose versions.)
+if { [[ -n ${SUPD_STAGED:-} ]] || build_supd; } && build_images; then
     pass "images built (base $SUPD_BASE existed before: $had_base; image $SUPD_IMAGE)"
 else
     fail "building the images"; exit 1

@@ -4,7 +4,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use super::{run, start};
-use crate::util::proc::status_field;
 use crate::util::{wait_for, Mode, Supd, TempDir, MODES};
 
 #[test]
@@ -25,11 +24,26 @@ fn quiet_by_default_and_says_subreaper_once_at_debug() {
     }
 }
 
+/// Context switches of every thread of `pid` (/proc/PID/status counts the main thread
+/// only; the request server runs on a thread of its own).
 fn context_switches(pid: i32) -> u64 {
-    ["voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"]
-        .iter()
-        .map(|f| status_field(pid, f).parse::<u64>().unwrap())
-        .sum()
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut sum = 0;
+    let mut threads = 0;
+    for task in tasks.flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap();
+        for line in status.lines() {
+            if let Some(n) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                sum += n.trim().parse::<u64>().unwrap();
+            }
+        }
+        threads += 1;
+    }
+    assert!(threads >= 1);
+    sum
 }
 
 #[test]
@@ -58,6 +72,8 @@ fn idle_supd_makes_no_wakeups() {
             wait_for(Duration::from_secs(10), "the socket", || {
                 dir.file("idle-request.sock").exists()
             });
+            let threads = std::fs::read_dir(format!("/proc/{}/task", supd.pid)).unwrap();
+            assert_eq!(threads.count(), 2, "the init's thread and the server's");
             supd
         } else {
             start(mode, |c| {
