@@ -33,7 +33,8 @@ pub enum Group {
     /// group becomes the foreground one (interactive `docker run -it`: job control and
     /// Ctrl-C reach the service).
     Foreground,
-    /// Its own group, never touching the terminal (callbacks).
+    /// Its own group, never touching the terminal. No caller in supd since callbacks,
+    /// `list` and the hook moved to [`Background`] (posix_spawn).
     Background,
 }
 
