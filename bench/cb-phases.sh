@@ -46,7 +46,8 @@ echo 0 >$T/tracing_on; echo >$T/trace; echo mono >$T/trace_clock; echo 32768 >$T
 for e in sched/sched_process_fork sched/sched_process_exec sched/sched_process_exit \
     syscalls/sys_enter_connect syscalls/sys_exit_accept4 syscalls/sys_enter_sendto \
     syscalls/sys_exit_recvfrom syscalls/sys_exit_wait4 syscalls/sys_enter_execve \
-    syscalls/sys_enter_fork syscalls/sys_exit_fork; do
+    syscalls/sys_enter_fork syscalls/sys_exit_fork \
+    syscalls/sys_enter_clone syscalls/sys_exit_clone; do
     echo 1 >$T/events/$e/enable
 done
 echo 1 >$T/tracing_on
@@ -61,10 +62,11 @@ done
 echo 0 >$T/tracing_on
 cat $T/trace >"$work/trace.txt"
 
-python3 - "$work/trace.txt" "$supd_pid" <<'PY'
+# supd's threads (the request server runs on its own): trace events carry thread ids.
+python3 - "$work/trace.txt" $(ls /proc/$supd_pid/task) <<'PY'
 import re, statistics, sys
 line_re = re.compile(r'^\s*(.+?)-(\d+)\s+\[\d+\]\s+\S+\s+([\d.]+): (\w+):? ?(.*)$')
-supd = int(sys.argv[2])
+supd_threads = {int(tid) for tid in sys.argv[2:]}
 runs, cur = [], None
 for line in open(sys.argv[1]):
     m = line_re.match(line)
@@ -100,18 +102,22 @@ for run in runs:
     bash = client
     if run['kind'] == 'via':
         p['connect'] = at(evs, lambda e: e[1] == client and e[2] == 'sys_connect')
-        p['accept'] = at(evs, lambda e: e[1] == supd and e[2] == 'sys_accept4'
+        p['accept'] = at(evs, lambda e: e[1] in supd_threads and e[2] == 'sys_accept4'
                          and not e[3].startswith('-> 0xfff'))
-        p['request'] = at(evs, lambda e: e[1] == supd and e[2] == 'sys_recvfrom'
+        p['request'] = at(evs, lambda e: e[1] in supd_threads and e[2] == 'sys_recvfrom'
                           and not e[3].startswith('-> 0xfff'), p['accept'] or 0)
-        p['fork_enter'] = at(evs, lambda e: e[1] == supd and e[2] == 'sys_fork' and '(' in e[3])
-        p['fork_exit'] = at(evs, lambda e: e[1] == supd and e[2] == 'sys_fork' and '->' in e[3])
-        bfork = next(e for e in evs if e[1] == supd and e[2] == 'sched_process_fork')
+        # fork(2) (std's Command with pre_exec) or clone(CLONE_VM|CLONE_VFORK) (posix_spawn:
+        # the parent returns from it only once the child has exec'd).
+        spawns = ('sys_fork', 'sys_clone')
+        p['fork_enter'] = at(evs, lambda e: e[1] in supd_threads and e[2] in spawns and '(' in e[3])
+        p['fork_exit'] = at(evs, lambda e: e[1] in supd_threads and e[2] in spawns and '->' in e[3])
+        bfork = next(e for e in evs if e[1] in supd_threads and e[2] == 'sched_process_fork')
         bash = child_of(bfork[3])
+        p['child'] = bfork[0]
         p['execve'] = at(evs, lambda e: e[1] == bash and e[2] == 'sys_execve')
-        p['reaped'] = at(evs, lambda e: e[1] == supd and e[2] == 'sys_wait4'
+        p['reaped'] = at(evs, lambda e: e[1] in supd_threads and e[2] == 'sys_wait4'
                          and e[3] == '-> 0x%x' % bash)
-        sends = [e[0] for e in evs if e[1] == supd and e[2] == 'sys_sendto']
+        sends = [e[0] for e in evs if e[1] in supd_threads and e[2] == 'sys_sendto']
         recvs = [e[0] for e in evs if e[1] == client and e[2] == 'sys_recvfrom']
         p['last_send'] = sends[-1] if sends else None
         p['last_recv'] = recvs[-1] if recvs else None
@@ -132,9 +138,10 @@ rows = [
     ('via', 'exec', 'connect', 'supctl start (exec -> connect)'),
     ('via', 'connect', 'accept', 'connect -> supd accept'),
     ('via', 'accept', 'request', 'accept -> request read'),
-    ('via', 'request', 'fork_enter', 'request -> fork (parse, verdict, Command, pipes)'),
-    ('via', 'fork_enter', 'fork_exit', 'fork(2) in supd'),
-    ('via', 'fork_exit', 'execve', 'child: fork -> execve (clean-slate pre_exec)'),
+    ('via', 'request', 'fork_enter', 'request -> fork/clone (parse, verdict, command, pipes)'),
+    ('via', 'fork_enter', 'child', 'fork/clone -> child exists'),
+    ('via', 'fork_enter', 'fork_exit', 'supd in fork/clone (a vfork returns after the exec)'),
+    ('via', 'child', 'execve', 'child: exists -> execve (clean slate)'),
     ('via', 'execve', 'bash_exec', 'child: execve -> bash exec done'),
     ('via', 'bash_exec', 'bash_exit', 'bash: exec -> exit (sourcing, `date`, CB_noop)'),
     ('via', 'bash_exit', 'reaped', 'bash exit -> supd wait4 (signalfd wakeup)'),

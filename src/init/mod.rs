@@ -1,7 +1,8 @@
 //! supd as PID 1: spawn the service, reap everything, forward signals, shut down.
 //!
 //! [`run`] is a checklist, in this order:
-//! 1. block the handled signals (before any thread exists: threads inherit the mask);
+//! 1. block the handled signals (before any thread exists: threads inherit the mask),
+//!    and mark inherited fds close-on-exec ([`spawn::seal_inherited_fds`]);
 //! 2. when not PID 1, become the child subreaper so that orphans still reach us;
 //! 3. [`drive::supervise`]: spawn the service; only when something in process needs
 //!    it (the request socket, a schedule), start the thread that runs them
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use crate::control::server;
 use crate::exit;
-use crate::sys::signals;
+use crate::sys::{signals, spawn};
 
 /// The entrypoint run when no CMD is given (the legacy personality contract).
 pub const DEFAULT_ENTRYPOINT: &str = "/usr/local/sbin/entrypoint.sh";
@@ -55,6 +56,7 @@ pub fn run(config: Config) -> i32 {
         crate::error!("cannot block signals", error = err);
         return exit::FAILURE;
     }
+    spawn::seal_inherited_fds();
     if std::process::id() != 1 {
         become_subreaper();
     }

@@ -3,15 +3,13 @@
 //! logged, never retried. It is spawned with the clean slate (`sys::spawn`) and reaped by
 //! the one reaper: PID 1 never waits for it.
 
-use std::os::fd::OwnedFd;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
 use crate::sys::reaper::Reaper;
-use crate::sys::spawn::{self, Group};
+use crate::sys::spawn::{self, Background, Spawned, Stdio};
 
 /// How long the hook may take to read its stdin before it is closed on it.
 const STDIN_WRITE: Duration = Duration::from_secs(10);
@@ -83,18 +81,19 @@ pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Ar
     let Some((program, args)) = argv.split_first() else {
         return;
     };
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped());
-    spawn::prepare(&mut command, Group::Background);
+    let mut command = Background::new(program);
+    command.args(args).stdin(Stdio::Piped);
+    for (key, value) in env {
+        command.env(key, value);
+    }
     let job = env
         .iter()
         .find(|(k, _)| *k == "SUPD_JOB")
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    let (mut child, exit) = match reaper.spawn(&mut command) {
+    let Spawned {
+        pid, exit, stdin, ..
+    } = match command.spawn(reaper) {
         Ok(spawned) => spawned,
         Err(e) => {
             crate::error!(
@@ -106,8 +105,6 @@ pub fn run(argv: &[String], env: &[(&str, String)], tail: &[String], reaper: &Ar
             return;
         }
     };
-    let pid = child.id();
-    let stdin = child.stdin.take().map(OwnedFd::from);
     let mut input = String::new();
     for line in tail {
         input.push_str(line);

@@ -99,6 +99,8 @@ fn serve(config: Config) -> i32 {
         crate::error!("cannot block signals", error = e);
         return exit::EX_SOFTWARE;
     }
+    // Its hooks and callbacks are spawned with posix_spawn: no inherited fd may reach them.
+    crate::sys::spawn::seal_inherited_fds();
     use crate::log::{enabled, set_level, Level};
     if enabled(Level::Warn) && !enabled(Level::Info) {
         set_level(Some(Level::Info)); // the default

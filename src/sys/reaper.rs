@@ -1,10 +1,10 @@
 //! The ONE owner of `waitpid(-1)`.
 //!
 //! Everything supd spawns (the service, callbacks) is reaped here, together with every
-//! orphan the kernel re-parents to us. Every child is started through [`Reaper::spawn`],
-//! which forks and registers the waiter under the registry's lock: the thread that
-//! reaps (the init's loop) may be another than the one that spawns (the request
-//! server's), and a child that exits at once is collected only after its waiter is in
+//! orphan the kernel re-parents to us. Every child is started through [`Reaper::spawn`]
+//! or [`Reaper::spawn_with`], which spawn it and register the waiter under the
+//! registry's lock: the thread that reaps (the init's loop) may be another than the one
+//! that spawns (the request server's), and a child that exits at once is collected only after its waiter is in
 //! place, so its status is never lost. Never call `Child::wait`, `output` or `status`,
 //! and never use `tokio::process`: they race this loop (ECHILD, lost exit codes).
 
@@ -91,21 +91,31 @@ impl Reaper {
         Self::default()
     }
 
-    /// Spawn `command` and ask for its exit. The lock is held from before the fork until
-    /// the waiter is registered: a reap on another thread that collects the child at
-    /// once delivers to it (it waits for the lock), never to nobody.
-    ///
+    /// Spawn `command` and ask for its exit (see [`spawn_with`](Self::spawn_with)).
     pub fn spawn(
         &self,
         command: &mut Command,
     ) -> std::io::Result<(Child, oneshot::Receiver<Exit>)> {
+        self.spawn_with(|| command.spawn(), Child::id)
+    }
+
+    /// Start a child with `start` and ask for its exit; `pid` tells its pid. The lock is
+    /// held from before the spawn until the waiter is registered: a reap on another
+    /// thread that collects the child at once delivers to it (it waits for the lock),
+    /// never to nobody. `start` must return only once the child exists (fork, or the
+    /// vfork of posix_spawn), and not wait for supd's other thread.
+    pub fn spawn_with<T>(
+        &self,
+        start: impl FnOnce() -> std::io::Result<T>,
+        pid: impl FnOnce(&T) -> u32,
+    ) -> std::io::Result<(T, oneshot::Receiver<Exit>)> {
         let mut registry = self.registry();
         if registry.refusing {
             return Err(std::io::Error::other("supd is shutting down"));
         }
-        let child = command.spawn()?;
+        let child = start()?;
         let (tx, rx) = oneshot::channel();
-        registry.waiters.insert(child.id() as i32, tx);
+        registry.waiters.insert(pid(&child) as i32, tx);
         Ok((child, rx))
     }
 

@@ -69,6 +69,17 @@ fn slow_reader_never_blocks_the_callback() {
         || alone.exists(),
     );
     let baseline = start.elapsed();
+    // The marker is left just before the callback ends: wait for that end, or the next
+    // request may still find this run going (busy) and the stuck client gets no flood.
+    wait_for(
+        Duration::from_secs(10),
+        "the flood without a client to end",
+        || {
+            let out = supd.ctl_output(&["--json", "status", &supd.service]);
+            let status: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+            status["running"].as_array().is_some_and(Vec::is_empty)
+        },
+    );
 
     // A client that sends its request and never reads.
     let start = Instant::now();

@@ -3,6 +3,7 @@
 //! recorder (tests/fixtures/record-signals.pl), which logs every signal it receives.
 
 mod access;
+mod clean_slate;
 mod clients;
 mod hardening;
 mod hostile_dir;
@@ -41,8 +42,20 @@ impl Server {
     }
 
     fn start_in(dir: TempDir, service: &str, extra: &[&str]) -> Server {
+        Server::start_configured(dir, service, extra, |_| {})
+    }
+
+    /// [`start_in`](Server::start_in), with whatever `configure` adds to supd's command.
+    fn start_configured(
+        dir: TempDir,
+        service: &str,
+        extra: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Server {
+        let mut command = Server::command(dir.path(), service, extra);
+        configure(&mut command);
         let server = Server {
-            child: Server::spawn(dir.path(), service, extra),
+            child: Guarded::spawn(&mut command),
             dir,
             service: service.to_string(),
         };
@@ -58,6 +71,11 @@ impl Server {
     /// Start supd for `service` in `dir` without waiting for it; its log goes to a
     /// `supd-N.log` of its own there.
     fn spawn(dir: &Path, service: &str, extra: &[&str]) -> Guarded {
+        Guarded::spawn(&mut Server::command(dir, service, extra))
+    }
+
+    /// The command line of [`spawn`](Server::spawn).
+    fn command(dir: &Path, service: &str, extra: &[&str]) -> Command {
         let log = std::fs::File::create(dir.join(format!("supd-{}.log", unique()))).unwrap();
         let mut command = supd();
         if !extra.contains(&"--callbacks") {
@@ -82,7 +100,7 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        Guarded::spawn(&mut command)
+        command
     }
 
     fn pid(&self) -> u32 {

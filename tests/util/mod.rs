@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 pub use fs::TempDir;
 pub use proc::{alive, children_of, send};
-pub use process::{Guarded, Logged, Mode, Supd, MODES};
+pub use process::{assert_dirty, dirty_slate, Guarded, Logged, Mode, Supd, MODES};
 pub use wait::{lazy, wait_for};
 
 /// The supd binary cargo built for these tests.

@@ -106,6 +106,16 @@ pub fn status_field(pid: i32, field: &str) -> String {
         .unwrap_or_else(|| panic!("no {field} in {status}"))
 }
 
+/// The fds `pid` has open, sorted.
+pub fn open_fds(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    fds
+}
+
 /// A `/proc/PID/status` size field (`"VmHWM:"`...) in KiB.
 pub fn status_kib(pid: i32, field: &str) -> u64 {
     status_field(pid, field)

@@ -3,6 +3,8 @@
 //! test leaves nothing behind and a hung one cannot hang the suite.
 
 use std::io::{BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,6 +12,84 @@ use std::time::Duration;
 use super::proc::{self, children_of};
 use super::wait::{lazy, wait_for};
 use super::{supd, supd_bin};
+
+/// The fd [`dirty_slate`] leaves open.
+const DIRTY_FD: i32 = 7;
+
+/// The signals [`dirty_slate`] ignores.
+const DIRTY_IGNORED: [i32; 6] = [
+    libc::SIGHUP,
+    libc::SIGINT,
+    libc::SIGPIPE,
+    libc::SIGUSR1,
+    33,
+    34,
+];
+
+/// Prove that [`dirty_slate`]'s state reached `pid` (supd itself): the fd, and no
+/// default disposition for the ignored signals (ignored, or caught: glibc takes 33 over
+/// with a handler of its own once a second thread starts).
+pub fn assert_dirty(pid: i32) {
+    let fds = proc::open_fds(pid);
+    assert!(
+        fds.contains(&DIRTY_FD),
+        "{pid} lacks fd {DIRTY_FD}: {fds:?}"
+    );
+    let mask = |field| u64::from_str_radix(&proc::status_field(pid, field), 16).unwrap();
+    let not_default = mask("SigIgn:") | mask("SigCgt:");
+    for signal in DIRTY_IGNORED {
+        assert!(
+            not_default & 1 << (signal - 1) != 0,
+            "{pid} does not ignore {signal}"
+        );
+    }
+}
+
+/// Start `command` (supd, or the `unshare` above it: exec keeps all of this) with the
+/// state a careless parent may hand an init: `extra` open as fd [`DIRTY_FD`] without
+/// close-on-exec; SIGHUP, SIGINT, SIGPIPE, SIGUSR1 and the real-time 33 and 34 (which
+/// glibc's and musl's own sigaction refuse) ignored; SIGUSR2 blocked. Nothing supd starts
+/// may get any of it.
+pub fn dirty_slate(command: &mut Command, extra: &std::fs::File) {
+    let extra = extra.as_raw_fd();
+    // SAFETY: the closure runs in the forked child before exec and only makes raw
+    // syscalls (dup2, rt_sigaction, rt_sigprocmask) on values on its stack; it allocates
+    // nothing (last_os_error only reads errno).
+    unsafe {
+        command.pre_exec(move || {
+            if libc::dup2(extra, DIRTY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The kernel's `struct sigaction` (x86_64, aarch64): handler, flags,
+            // restorer, mask. Raw, as libc's sigaction refuses 33 (and musl's 34).
+            let ignore: [usize; 4] = [libc::SIG_IGN, 0, 0, 0];
+            for signal in DIRTY_IGNORED {
+                let rc = libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    libc::c_long::from(signal),
+                    ignore.as_ptr(),
+                    std::ptr::null_mut::<usize>(),
+                    8usize,
+                );
+                if rc != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let blocked: u64 = 1 << (libc::SIGUSR2 - 1);
+            let rc = libc::syscall(
+                libc::SYS_rt_sigprocmask,
+                libc::c_long::from(libc::SIG_BLOCK),
+                &blocked as *const u64,
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            );
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
 
 /// A child process, killed with its whole tree on drop if it still runs.
 pub struct Guarded(Child);

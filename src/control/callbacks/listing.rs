@@ -1,7 +1,5 @@
 //! `list`: which `CB_` functions the callbacks file defines.
 
-use std::os::fd::OwnedFd;
-use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -11,6 +9,7 @@ use super::Settings;
 use crate::control::protocol;
 use crate::sys::process;
 use crate::sys::reaper::Reaper;
+use crate::sys::spawn::Stdio;
 
 /// Lists the `CB_` functions. What sourcing prints on stderr comes first (its stdout is
 /// dropped), then `#loaded`; the function names; `#end` proves it all went through. A
@@ -39,14 +38,13 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
         return Ok(Vec::new());
     }
     let mut command = settings.command(LIST_SCRIPT);
-    command.stdout(Stdio::piped()).stderr(Stdio::null());
-    let (mut child, exit) = reaper
-        .spawn(&mut command)
+    command.stdout(Stdio::Piped).stderr(Stdio::Null);
+    let spawned = command
+        .spawn(reaper)
         .map_err(|e| format!("cannot run bash: {e}"))?;
-    let stdout = child.stdout.take().ok_or_else(|| "no pipe".to_string())?;
-    let pgid = child.id() as i32;
-    let mut stdout =
-        pipe::Receiver::from_owned_fd(OwnedFd::from(stdout)).map_err(|e| e.to_string())?;
+    let stdout = spawned.stdout.ok_or_else(|| "no pipe".to_string())?;
+    let (pgid, exit) = (spawned.pid as i32, spawned.exit);
+    let mut stdout = pipe::Receiver::from_owned_fd(stdout).map_err(|e| e.to_string())?;
     let mut output = Vec::new();
     let read = async {
         let mut chunk = [0u8; 4096];
@@ -65,7 +63,7 @@ pub async fn discover(settings: &Settings, reaper: &Reaper) -> Result<Vec<String
     };
     let result = tokio::time::timeout(Duration::from_secs(10), read).await;
     if result.is_err() {
-        // The discovery bash's own group (setpgid in spawn::prepare).
+        // The discovery bash's own group (POSIX_SPAWN_SETPGROUP in sys::spawn).
         process::send(-pgid, libc::SIGKILL);
         return Err("loading the callbacks took longer than 10s".into());
     }

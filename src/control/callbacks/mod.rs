@@ -31,11 +31,10 @@ mod outbox;
 mod spawn;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::sys::reaper::Exit;
-use crate::sys::spawn::{self as process_spawn, Group};
+use crate::sys::spawn::{Background, Stdio};
 
 pub use lines::MAX_LINE;
 pub use listing::discover;
@@ -60,8 +59,9 @@ impl Settings {
             .then_some(self.callback_lib.as_path())
     }
 
-    fn command(&self, script: &str) -> Command {
-        let mut command = Command::new(&self.bash);
+    /// bash running `script`, in a clean slate of its own (`sys::spawn`).
+    fn command(&self, script: &str) -> Background {
+        let mut command = Background::new(&self.bash);
         command
             .arg("-c")
             .arg(script)
@@ -77,8 +77,7 @@ impl Settings {
             // No current_dir: callbacks run where supd was started, as the service
             // does. Docker starts PID 1 in the image's WORKDIR (`/usr/local` in the
             // legacy stack, whose listener ran its callbacks there); supd never chdirs.
-            .stdin(Stdio::null());
-        process_spawn::prepare(&mut command, Group::Background);
+            .stdin(Stdio::Null);
         command
     }
 }

@@ -1,8 +1,5 @@
 //! Starting a callback's bash, with its handshake pipe on fd 3.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tokio::net::unix::pipe;
@@ -12,6 +9,7 @@ use super::Settings;
 use crate::control::protocol::Request;
 use crate::sys::process;
 use crate::sys::reaper::{Exit, Reaper};
+use crate::sys::spawn::{Spawned, Stdio};
 
 /// Sources the files, answers the handshake on fd 3, calls the function.
 const RUN_SCRIPT: &str = r#"if [ -n "$SUPD_CALLBACK_LIB" ]; then source "$SUPD_CALLBACK_LIB" || exit; fi
@@ -50,34 +48,23 @@ pub fn spawn(
         .env("SUPD_ACTION", &request.action)
         .env("SUPD_USER", &request.user)
         .env("SUPD_REQUEST_ID", id.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let hs_fd = hs_write.as_raw_fd();
-    // SAFETY: only async-signal-safe calls. Runs after spawn::prepare's hook (which marks
-    // fds >= 3 close-on-exec), so the handshake pipe survives as fd 3 alone.
-    unsafe {
-        command.pre_exec(move || {
-            if hs_fd == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(hs_fd, 3) != 3 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let (mut child, exit) = reaper.spawn(&mut command)?;
-    let pid = child.id();
-    drop(hs_write);
-    // Never call child.wait(): the reaper owns waitpid. Dropping `child` does not wait.
+        .stdout(Stdio::Piped)
+        .stderr(Stdio::Piped)
+        .fd3(hs_write);
+    let Spawned {
+        pid,
+        exit,
+        stdout,
+        stderr,
+        ..
+    } = command.spawn(reaper)?;
     let pipes = (|| {
-        let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        let (Some(stdout), Some(stderr)) = (stdout, stderr) else {
             return Err(std::io::Error::other("callback pipes missing"));
         };
         Ok((
-            pipe::Receiver::from_owned_fd(OwnedFd::from(stdout))?,
-            pipe::Receiver::from_owned_fd(OwnedFd::from(stderr))?,
+            pipe::Receiver::from_owned_fd(stdout)?,
+            pipe::Receiver::from_owned_fd(stderr)?,
             pipe::Receiver::from_owned_fd(hs_read)?,
         ))
     })();
@@ -85,7 +72,7 @@ pub fn spawn(
         Ok(pipes) => pipes,
         Err(e) => {
             // Nobody would follow this callback (no busy check, no timeout): stop it.
-            // The callback's own new group (setpgid in spawn::prepare).
+            // The callback's own new group (POSIX_SPAWN_SETPGROUP in sys::spawn).
             process::send(-(pid as i32), libc::SIGKILL);
             return Err(e);
         }
