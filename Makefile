@@ -48,9 +48,15 @@ lint:
 
 # Four test threads on two cores: the schedule tests mostly sleep until real minute
 # boundaries, which they then share (integration tests ~230 s -> ~130 s).
-unit:
+# Then the init tests and the callback-spawning ones again, against the static musl
+# release (the binary that ships: musl handles the signal mask of threads and
+# posix_spawn differently from the host's glibc).
+unit: release
 	scripts/setup-tools.sh
 	cargo test --locked -- --test-threads=4
+	SUPD_TEST_BIN=$(CURDIR)/$(SUPD_RELEASE) cargo test --locked --test integration -- \
+		--test-threads=4 init:: control::clean_slate control::term_once control::volume \
+		control::requests control::limits
 
 fuzz-smoke:
 	scripts/setup-tools.sh --fuzz

@@ -19,8 +19,9 @@
 //! a round trip between CPUs is ~100 µs of a container's stop on a VM.
 //!
 //! Signals stay the init's alone: every signal is blocked before this thread starts
-//! (threads inherit the mask), so a process-directed signal waits in the process's queue
-//! until the init reads its signalfd. Children the server spawns are the process's:
+//! (threads inherit the mask; `sys::thread::spawn` blocks again the 32-34 that the libcs
+//! unblock on the way), so a process-directed signal waits in the process's queue until
+//! the init reads its signalfd. Children the server spawns are the process's:
 //! the init's `waitpid(-1)` collects them (a thread may wait for its siblings'
 //! children), their /proc `PPid` is supd's pid and the shutdown walk finds them. Only
 //! /proc/PID/task/TID/children is per thread: it lists them under this thread's TID.
@@ -77,12 +78,10 @@ impl Companion {
             reaper: Arc::clone(reaper),
             service_pid,
         };
-        let spawned = std::thread::Builder::new()
-            .name("supd-server".into())
-            .spawn(move || {
-                work.run(phase_seen);
-                let _ = drained_tx.send(());
-            });
+        let spawned = crate::sys::thread::spawn("supd-server", move || {
+            work.run(phase_seen);
+            let _ = drained_tx.send(());
+        });
         match spawned {
             Ok(_) => Some(Companion {
                 phase,

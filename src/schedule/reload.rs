@@ -64,9 +64,7 @@ pub(super) struct Changes {
 /// build, time the event loop would not answer signals. Inline if no thread starts.
 pub(super) fn drop_off_loop<T: Send + 'static>(value: T) {
     // When no thread starts, the closure (and the value) is freed here.
-    let _ = std::thread::Builder::new()
-        .name("supd-free".into())
-        .spawn(move || drop(value));
+    let _ = crate::sys::thread::spawn("supd-free", move || drop(value));
 }
 
 /// The jobs of a plan as the metrics label them.
@@ -171,14 +169,12 @@ impl Source {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let work = Arc::new(std::sync::Mutex::new(Some((work, tx))));
         let theirs = Arc::clone(&work);
-        let spawned = std::thread::Builder::new()
-            .name("supd-reload".into())
-            .spawn(move || {
-                let taken = theirs.lock().ok().and_then(|mut w| w.take());
-                if let Some((work, tx)) = taken {
-                    let _ = tx.send(work());
-                }
-            });
+        let spawned = crate::sys::thread::spawn("supd-reload", move || {
+            let taken = theirs.lock().ok().and_then(|mut w| w.take());
+            if let Some((work, tx)) = taken {
+                let _ = tx.send(work());
+            }
+        });
         if let Err(e) = spawned {
             crate::warn!("no reload thread; reloading in the loop", error = e);
             let taken = work.lock().ok().and_then(|mut w| w.take());

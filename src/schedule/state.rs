@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 
@@ -281,9 +282,9 @@ impl Persist {
             return Persist { tx: None };
         }
         let (tx, rx) = mpsc::channel::<Change>();
-        let spawned = std::thread::Builder::new()
-            .name("supd-state".into())
-            .spawn(move || persist_loop(&rx, state.as_deref(), metrics.as_deref()));
+        let spawned = crate::sys::thread::spawn("supd-state", move || {
+            persist_loop(&rx, state.as_deref(), metrics.as_deref())
+        });
         match spawned {
             Ok(_) => Persist { tx: Some(tx) },
             Err(e) => {
@@ -436,10 +437,14 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
+        // An explicit 0644, not 0666 less the umask: the umask is the process's, and the
+        // request server's thread sets it around its socket's `bind` (0111 for a 0666
+        // socket): a file made at that moment would be world-writable.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o644)
             .open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;

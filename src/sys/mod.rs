@@ -11,6 +11,7 @@ pub mod reaper;
 pub mod signals;
 pub mod spawn;
 pub mod stopped;
+pub mod thread;
 pub mod timerfd;
 pub mod tty;
 

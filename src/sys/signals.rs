@@ -55,9 +55,74 @@ fn handled_mask() -> u64 {
 }
 
 /// Block the handled set in this (still single-threaded) process. A raw syscall: glibc's
-/// `sigprocmask` silently drops 32-33 from the set.
+/// `sigprocmask` silently drops 32-33 from the set. Also sets 32-34 to SIG_IGN (see
+/// [`block_reserved`]): the safety net for the moments a libc unblocks them in a thread.
 pub fn block_all() -> nix::Result<()> {
-    let mask = handled_mask();
+    ignore_reserved();
+    block(handled_mask())
+}
+
+/// The signals glibc (32-33) and musl (32-34) reserve for their threads.
+const RESERVED: u64 = 0b111 << 31;
+
+/// Block 32-34 again in the calling thread. The libcs unblock them behind supd's back:
+/// musl's first `pthread_create` in the creating thread, every new thread (glibc: 32;
+/// musl: those its creator had unblocked), and musl's `posix_spawn`, which restores
+/// the caller's mask through `pthread_sigmask`, which hides 32-34 from the mask it
+/// saves. A thread with one of them unblocked would take a process-directed one (34 is
+/// glibc's SIGRTMIN: `kill -s RTMIN` from the host) instead of the init's signalfd, and
+/// its default action would kill supd. Call it right after each of those (see
+/// `sys::thread::spawn` and `sys::spawn`); between the two, the SIG_IGN that
+/// [`block_all`] set makes such a signal lost rather than fatal.
+pub fn block_reserved() {
+    // Nothing to report: the set is valid, and the call cannot fail otherwise.
+    let _ = block(RESERVED);
+}
+
+/// SIG_IGN for 32-34 in this process (raw `rt_sigaction`: the libcs refuse those). Safe
+/// because supd uses none of what the libcs need them for (thread cancellation, musl's
+/// `__synccall`, SIGEV_THREAD timers), and every child gets SIG_DFL for all 64
+/// (`sys::spawn`): ignored, not blocked-and-ignored, only in a thread that has them
+/// unblocked, where the init would not have read them anyway.
+fn ignore_reserved() {
+    for signal in 32..=34 {
+        set_disposition(signal, libc::SIG_IGN);
+    }
+}
+
+/// Set `signal`'s disposition to `handler` (SIG_DFL or SIG_IGN) with a raw
+/// `rt_sigaction`, which takes 32-34 where the libcs' wrappers refuse them. Fails
+/// silently (KILL, STOP). Async-signal-safe: `sys::spawn` calls it between fork and exec.
+pub(crate) fn set_disposition(signal: i32, handler: libc::sighandler_t) {
+    // The kernel's `struct sigaction` (generic layout, x86_64 and aarch64 alike).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let action = KernelSigaction {
+        handler,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: plain syscall with a valid kernel sigaction, no old-action pointer, and the
+    // kernel's sigset size.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal as libc::c_long,
+            &action as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            8usize,
+        );
+    }
+}
+
+/// `rt_sigprocmask(SIG_BLOCK, mask)` for the calling thread.
+fn block(mask: u64) -> nix::Result<()> {
     // SAFETY: plain syscall with a valid 8-byte set (the kernel's sigset size).
     let rc = unsafe {
         libc::syscall(

@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use tokio::sync::oneshot;
 
 use crate::sys::reaper::{Exit, Reaper};
+use crate::sys::signals;
 
 /// Where the child's process group sits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,30 +75,10 @@ pub fn prepare(command: &mut Command, group: Group) {
 /// # Safety
 /// Only async-signal-safe calls; meant for `pre_exec`.
 unsafe fn reset_signals() {
-    // The kernel's `struct sigaction` (generic layout, x86_64 and aarch64 alike).
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let default = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
     const SIGSET_SIZE: usize = 8;
     // SIGRTMAX is 64 on Linux; KILL and STOP simply fail.
     for signal in 1..=64 {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            signal as libc::c_long,
-            &default as *const KernelSigaction,
-            std::ptr::null_mut::<KernelSigaction>(),
-            SIGSET_SIZE,
-        );
+        signals::set_disposition(signal, libc::SIG_DFL);
     }
     let empty: u64 = 0;
     libc::syscall(
@@ -273,6 +254,8 @@ impl Background {
                     } else {
                         (read, write)
                     };
+                    // (supd started with this fd closed: pipe2 may have taken it)
+                    let child = not_at(child, fd)?;
                     actions.dup2(&child, fd)?;
                     theirs.push(child);
                     *ours = Some(mine);
@@ -282,7 +265,7 @@ impl Background {
         // fd 3 last: a pipe end that happens to be fd 3 is on 0-2 by then. The fd given
         // for 3 is moved off 3 if it is there: a dup2 of 3 onto 3 keeps close-on-exec in
         // some libc versions.
-        let fd3 = self.fd3.map(not_at_3).transpose()?;
+        let fd3 = self.fd3.map(|fd| not_at(fd, 3)).transpose()?;
         if let Some(fd3) = &fd3 {
             actions.dup2(fd3, 3)?;
         }
@@ -331,6 +314,8 @@ fn spawn(
             envp.as_ptr().cast(),
         )
     };
+    // musl restores this thread's mask without 32-34 (see signals::block_reserved).
+    signals::block_reserved();
     check(rc)?;
     Ok(pid as u32)
 }
@@ -376,9 +361,11 @@ fn inherited_environment() -> &'static [CString] {
     })
 }
 
-/// `fd` itself, or a copy of it above 3 if it is 3 (closing 3).
-fn not_at_3(fd: OwnedFd) -> std::io::Result<OwnedFd> {
-    if fd.as_raw_fd() != 3 {
+/// `fd` itself, or a copy of it above 3 if it is `target` (closing that one): a
+/// `dup2(n, n)` file action keeps close-on-exec on musl (it does nothing for the same
+/// fd), so the child would lose the fd.
+fn not_at(fd: OwnedFd, target: RawFd) -> std::io::Result<OwnedFd> {
+    if fd.as_raw_fd() != target {
         return Ok(fd);
     }
     // SAFETY: F_DUPFD_CLOEXEC on an fd we own returns a new fd or -1.

@@ -16,8 +16,13 @@ pub use process::{assert_dirty, dirty_slate, Guarded, Logged, Mode, Supd, MODES}
 pub use wait::{lazy, wait_for};
 
 /// The supd binary cargo built for these tests.
+/// The binary under test: cargo's build for the host, or `SUPD_TEST_BIN` (`make unit`
+/// also runs the init tests against the static musl release, the binary that ships:
+/// its libc unblocks signals where glibc does not).
 pub fn supd_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_supd"))
+    std::env::var_os("SUPD_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_supd")))
 }
 
 /// `supd` with no arguments yet (run directly, not as PID 1).

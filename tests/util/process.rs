@@ -13,8 +13,12 @@ use super::proc::{self, children_of};
 use super::wait::{lazy, wait_for};
 use super::{supd, supd_bin};
 
-/// The fd [`dirty_slate`] leaves open.
-const DIRTY_FD: i32 = 7;
+/// The fd [`dirty_slate`] leaves open. High, far above what the test process has open:
+/// std's spawn learns that the exec happened when the child's end of a close-on-exec
+/// pipe closes, and when that end was this fd (7 once was, with the whole suite's fds
+/// open), the `dup2` onto it closed it early: spawn returned before the exec, and the
+/// test read the harness's own state as supd's.
+const DIRTY_FD: i32 = 900;
 
 /// The signals [`dirty_slate`] ignores.
 const DIRTY_IGNORED: [i32; 6] = [
@@ -40,7 +44,8 @@ pub fn assert_dirty(pid: i32) {
     for signal in DIRTY_IGNORED {
         assert!(
             not_default & 1 << (signal - 1) != 0,
-            "{pid} does not ignore {signal}"
+            "{pid} does not ignore {signal}; its status:\n{}",
+            std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
         );
     }
 }

@@ -1,4 +1,5 @@
-//! The request socket server, inside supd's event loop (no extra threads).
+//! The request socket server, in the event loop of its own thread (`init::companion`
+//! starts it; the init's thread only shares [`Shared`] and the reaper with it).
 //!
 //! [`start`] tries `<socket-dir>/<service>-request.sock` synchronously (init calls it
 //! right after spawning the service, which then runs without the socket when the
@@ -200,7 +201,7 @@ pub struct ServerContext {
     pub supd_pid: u32,
 }
 
-/// Handle to a running server, owned by init.
+/// Handle to a running server, owned by the server's thread (`init::companion`).
 pub struct ServerHandle {
     state: Rc<State>,
     /// None: no socket (an executor for the in-process schedule only).
@@ -522,8 +523,8 @@ fn ending_outcome(id: u64, action: &str, ending: Ending, duration: Duration) -> 
 /// Serve the socket: at once when `first` bound it, else after waiting for it.
 ///
 /// Waiting is a plain timer, every [`socket::LOCK_RETRY`] (250 ms) while another supd
-/// holds the lock: a `flock` that blocks would block PID 1 (or need a thread, which
-/// signals and the one reaper forbid), and no portable event says "the lock is free"
+/// holds the lock: a `flock` that blocks would block the server's thread (requests,
+/// the schedule) or need yet another thread, and no portable event says "the lock is free"
 /// (inotify sees the holder's close, but not on every filesystem a shared /run may be,
 /// nor a lock inherited by a child). Only a supd that waits wakes up; one that serves
 /// makes no wakeup of its own.
