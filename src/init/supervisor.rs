@@ -20,7 +20,7 @@ use crate::init::{rules, shutdown, Config, DEFAULT_ENTRYPOINT};
 use crate::sys::process::{proc_available, send};
 use crate::sys::reaper::{self, Exit, Reaper};
 use crate::sys::signals::{signal_name, Received};
-use crate::sys::spawn::{self, Group};
+use crate::sys::spawn;
 use crate::sys::stopped::any_stopped_below_self;
 use crate::sys::tty;
 
@@ -93,7 +93,7 @@ impl Supervisor {
         let terminal = tty::foreground_is_ours();
         let mut command = Command::new(&program);
         command.args(args);
-        spawn::prepare(&mut command, Group::Foreground);
+        spawn::prepare(&mut command);
         let (pid, main_exit) = match reaper.spawn(&mut command) {
             Ok((child, main_exit)) => (child.id(), main_exit),
             Err(err) => {

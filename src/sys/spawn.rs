@@ -27,20 +27,12 @@ use tokio::sync::oneshot;
 use crate::sys::reaper::{Exit, Reaper};
 use crate::sys::signals;
 
-/// Where the child's process group sits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Group {
-    /// Its own group; if stdin is a terminal whose foreground group is supd's, that
-    /// group becomes the foreground one (interactive `docker run -it`: job control and
-    /// Ctrl-C reach the service).
-    Foreground,
-    /// Its own group, never touching the terminal. No caller in supd since callbacks,
-    /// `list` and the hook moved to [`Background`] (posix_spawn).
-    Background,
-}
-
-/// Install the clean-slate `pre_exec` hook on `command`.
-pub fn prepare(command: &mut Command, group: Group) {
+/// Install the clean-slate `pre_exec` hook on `command` (the service: callbacks, `list`
+/// and the hook start through [`Background`]). The child gets its own process group;
+/// if stdin is a terminal whose foreground group is supd's, that group becomes the
+/// foreground one (interactive `docker run -it`: job control and Ctrl-C reach the
+/// service).
+pub fn prepare(command: &mut Command) {
     // SAFETY: the closure only makes async-signal-safe libc calls and allocates nothing.
     unsafe {
         command.pre_exec(move || {
@@ -48,9 +40,7 @@ pub fn prepare(command: &mut Command, group: Group) {
             // are still in) is its foreground group, as when supd leads the session of
             // `docker run -it`. A supd started as a background job must not steal the
             // terminal from the shell that started it.
-            let take_terminal = group == Group::Foreground
-                && libc::isatty(0) == 1
-                && libc::tcgetpgrp(0) == libc::getpgrp();
+            let take_terminal = libc::isatty(0) == 1 && libc::tcgetpgrp(0) == libc::getpgrp();
             if libc::setpgid(0, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

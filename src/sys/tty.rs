@@ -1,7 +1,7 @@
 //! The controlling terminal and job control, for supd run from an interactive shell.
 //!
 //! When supd's group is the terminal's foreground group, the service's group is given
-//! the terminal (`spawn::Group::Foreground`), so Ctrl-C and Ctrl-Z reach the service,
+//! the terminal (`spawn::prepare`), so Ctrl-C and Ctrl-Z reach the service,
 //! not supd. The shell that started supd only sees supd: for Ctrl-Z to give the shell
 //! its prompt back, supd must notice that the service stopped, take the terminal back
 //! and stop itself; and on `fg` give the terminal to the service again.
