@@ -51,8 +51,8 @@ pub fn supervise(config: Config) -> i32 {
             break code;
         }
         let timeout = supervisor
-            .deadline
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            .next_timer()
+            .map(|at| at.saturating_duration_since(Instant::now()));
         match signals
             .wait(timeout)
             .and_then(|_| signals.read_batch(&mut batch))
@@ -69,12 +69,7 @@ pub fn supervise(config: Config) -> i32 {
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
-        if supervisor
-            .deadline
-            .is_some_and(|deadline| Instant::now() >= deadline)
-        {
-            supervisor.on_deadline();
-        }
+        supervisor.on_timers();
     };
     if let Some(server) = supervisor.server.take() {
         server.finish();

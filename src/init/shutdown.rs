@@ -15,7 +15,9 @@
 //! what it knows: as PID 1 `kill(-1)` (everything in the namespace but supd); otherwise
 //! the process groups it started (the service's, the callbacks').
 
-use crate::sys::process::{descendants, descendants_with_state, proc_available, send};
+use crate::sys::process::{
+    born_since, descendants, descendants_with_state, last_pid, proc_available, send, Below,
+};
 
 /// What supd knows of the processes below it without /proc.
 pub struct Known {
@@ -56,19 +58,55 @@ pub fn signal_descendants(signals: &[i32]) -> usize {
     pids.len()
 }
 
+/// A process group that was sent a terminating signal: its members got it, except
+/// those forked since (a shell's loop forks again before it runs its TERM trap).
+#[derive(Clone, Copy, Debug)]
+pub struct Told {
+    pub group: i32,
+    /// [`last_pid`] right after the signal; None: unknown (no /proc), and then every
+    /// member counts as told.
+    pub last_pid: Option<i32>,
+}
+
+impl Told {
+    /// The signal after which the namespace's last pid was `last_pid`.
+    pub fn now(group: i32) -> Told {
+        Told {
+            group,
+            last_pid: last_pid(),
+        }
+    }
+
+    /// Whether `below` got the signal: a member of the group, forked before it. `now`:
+    /// the namespace's last pid at this walk.
+    fn got_it(&self, below: &Below, now: Option<i32>) -> bool {
+        if below.pgrp != self.group {
+            return false;
+        }
+        match (self.last_pid, now) {
+            (Some(then), Some(now)) => !born_since(below.pid, then, now),
+            _ => true,
+        }
+    }
+}
+
 /// SIGTERM to every process below supd, then SIGCONT to those that are stopped (so
 /// that they can act on it). Only to those: bash trapping both TERM and CONT can lose its
 /// TERM trap when both arrive together. Members of `already_told`, a group that was sent
-/// a terminating signal already, are left alone: a second TERM would run a TERM trap (a
-/// cleanup) twice. Returns how many processes were signalled.
-pub fn terminate_descendants(known: &Known, already_told: Option<i32>) -> usize {
+/// a terminating signal already, are left alone if they got it: a second TERM would run
+/// a TERM trap (a cleanup) twice; those forked after it get theirs now. Returns how many
+/// processes were signalled.
+pub fn terminate_descendants(known: &Known, already_told: Option<Told>) -> usize {
     if !proc_available() {
         // Stopped processes cannot be told apart: CONT them all, after the TERM.
         return known.signal(&[libc::SIGTERM, libc::SIGCONT]);
     }
+    // Read before the walk: a member forked after this reading is found by the walk
+    // and TERMed either way.
+    let now = already_told.and_then(|_| last_pid());
     let mut told = 0;
     for below in descendants_with_state(std::process::id() as i32) {
-        if Some(below.pgrp) == already_told {
+        if already_told.is_some_and(|group| group.got_it(&below, now)) {
             continue;
         }
         send(below.pid, libc::SIGTERM);
@@ -78,6 +116,19 @@ pub fn terminate_descendants(known: &Known, already_told: Option<i32>) -> usize 
         told += 1;
     }
     told
+}
+
+/// SIGCONT to every stopped process below supd, or only to those of process group
+/// `group`. Returns how many were continued.
+pub fn continue_stopped(group: Option<i32>) -> usize {
+    let mut continued = 0;
+    for below in descendants_with_state(std::process::id() as i32) {
+        if below.stopped() && group.is_none_or(|group| below.pgrp == group) {
+            send(below.pid, libc::SIGCONT);
+            continued += 1;
+        }
+    }
+    continued
 }
 
 /// The end of the grace period: SIGKILL everything below supd. As PID 1 `kill(-1)` is

@@ -37,6 +37,14 @@ const KILL_RETRY_MAX: Duration = Duration::from_secs(5);
 /// the clock arithmetic.
 const MAX_GRACE: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// How long after a terminating signal supd looks for stopped processes of the
+/// service's group to continue. A service that acts on the signal and exits sooner
+/// needs no look at all: the look is a /proc scan (tens of µs), and on the signal's own
+/// path it was the largest part of supd's TERM-to-exit (bench/RESULTS.md, after-scan).
+/// A stopped process holds the signal pending meanwhile; 10 ms late is nothing to a
+/// grace period of seconds.
+const STOPPED_CHECK_AFTER: Duration = Duration::from_millis(10);
+
 pub(super) struct Supervisor {
     own_pid: i32,
     pid1: bool,
@@ -61,7 +69,10 @@ pub(super) struct Supervisor {
     /// asking the kernel again on the way out.
     childless: bool,
     /// End of the grace period (or next SIGKILL retry), while shutting down.
-    pub(super) deadline: Option<Instant>,
+    deadline: Option<Instant>,
+    /// When to look for stopped members of the service's group, after a terminating
+    /// signal (STOPPED_CHECK_AFTER).
+    stopped_check: Option<Instant>,
     /// The grace period is over: SIGKILL has been sent.
     killing: bool,
     /// The wait before the next SIGKILL round.
@@ -69,9 +80,9 @@ pub(super) struct Supervisor {
     /// Not PID 1 and no /proc: children are left that supd cannot find to kill; it
     /// leaves them to the reaper above rather than wait for ever.
     abandoned: bool,
-    /// A terminating signal went to the service's whole group: its members need no
-    /// second one when the main child exits.
-    group_told: bool,
+    /// A terminating signal went to the service's whole group: its members then (not
+    /// those forked since) need no second one when the main child exits.
+    group_told: Option<shutdown::Told>,
     /// The service's group was given the terminal, and supd is not PID 1: a Ctrl-Z that
     /// stops the service must stop supd too, so that the shell above gets its prompt.
     job_control: bool,
@@ -122,10 +133,11 @@ impl Supervisor {
             main_status: None,
             childless: false,
             deadline: None,
+            stopped_check: None,
             killing: false,
             kill_retry: KILL_RETRY,
             abandoned: false,
-            group_told: false,
+            group_told: None,
             job_control: terminal && std::process::id() != 1,
             stopped_with_service: false,
         })
@@ -193,16 +205,15 @@ impl Supervisor {
             from_pid = received.sender_pid,
         );
         let terminating = rules::is_terminating(signal);
-        if terminating && any_stopped_below_self() {
-            // A stopped service cannot act on the signal until it is continued. CONT
-            // goes first, and only when something is stopped: bash 5.2, trapping both,
-            // can lose a TERM trap when CONT arrives after TERM.
-            // To the group, like the terminating signal that follows.
-            self.forward_to(libc::SIGCONT, true);
-        }
         self.forward(signal);
+        if terminating {
+            // A stopped process cannot act on the signal until it is continued; that
+            // is looked at a little later (`on_timers`), if supd is still here.
+            self.stopped_check
+                .get_or_insert_with(|| Instant::now() + STOPPED_CHECK_AFTER);
+        }
         if terminating && !self.single_child && self.main_status.is_none() {
-            self.group_told = true;
+            self.group_told = Some(shutdown::Told::now(self.service));
         }
         if terminating {
             self.start_grace(signal_name(signal));
@@ -333,12 +344,54 @@ impl Supervisor {
         // server does not): each gets its TERM once, so a TERM trap runs once.
         self.start_grace(format!("service exited ({code})"));
         // (The walk finds the service's group too; CONT wakes stopped ones up to act.)
-        let told = self.group_told.then_some(self.service);
-        let count = shutdown::terminate_descendants(&self.known(), told);
+        let count = shutdown::terminate_descendants(&self.known(), self.group_told);
         crate::debug!("terminating the rest", processes = count);
     }
 
-    pub(super) fn on_deadline(&mut self) {
+    /// The earliest of supd's timers: the grace deadline (or next SIGKILL round) and
+    /// the look for stopped processes. None: nothing to wake up for.
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        match (self.deadline, self.stopped_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Run the timers that are due.
+    pub(super) fn on_timers(&mut self) {
+        if self.next_timer().is_none() {
+            return; // not even a clock read per forwarded signal
+        }
+        let now = Instant::now();
+        if self.stopped_check.is_some_and(|at| now >= at) {
+            self.stopped_check = None;
+            self.continue_stopped();
+        }
+        if self.deadline.is_some_and(|at| now >= at) {
+            self.on_deadline();
+        }
+    }
+
+    /// SIGCONT to the stopped processes that got the terminating signal and hold it
+    /// pending: the service's group's (also when only the main child was sent it, as
+    /// before supd sent CONT to the group); after the main child's exit, every one
+    /// below supd (the signal went to all of them; the walk at that exit left the
+    /// service's group to this, as it does not signal the group twice).
+    ///
+    /// CONT follows the signal rather than precedes it: a stopped process takes both
+    /// when CONT wakes it, in either order (the kernel delivers the lower number, TERM,
+    /// first). Only the stopped ones: bash 5.2 trapping both TERM and CONT can lose the
+    /// TERM trap when a CONT reaches it running.
+    fn continue_stopped(&self) {
+        if !any_stopped_below_self() {
+            return;
+        }
+        let group = self.main_status.is_none().then_some(self.service);
+        let count = shutdown::continue_stopped(group);
+        crate::debug!("continued stopped processes", processes = count);
+    }
+
+    fn on_deadline(&mut self) {
         if !self.killing {
             self.killing = true;
             crate::warn!(

@@ -5,6 +5,7 @@
 //! procfs reads do not block on I/O.
 
 use std::collections::HashMap;
+use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
@@ -104,6 +105,37 @@ fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
     Some((state, ppid, pgrp))
 }
 
+/// The pid most recently handed out in supd's pid namespace (the last field of
+/// /proc/loadavg), or None without /proc. Pids are handed out in increasing order,
+/// wrapping at `pid_max`: with [`born_since`] this tells the processes forked after a
+/// moment from those that existed then, which no other field of /proc can (the start
+/// time counts clock ticks, 10 ms).
+pub fn last_pid() -> Option<i32> {
+    let file = crate::sys::stopped::open_raw(c"/proc/loadavg", 0)?;
+    let mut buf = [0u8; 128];
+    // SAFETY: read into our own buffer of that many bytes, on the fd we opened.
+    let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let text = buf.get(..usize::try_from(n).ok()?)?;
+    parse_last_pid(text)
+}
+
+/// "0.00 0.01 0.05 1/123 45678\n": the last field.
+fn parse_last_pid(loadavg: &[u8]) -> Option<i32> {
+    let text = std::str::from_utf8(loadavg).ok()?;
+    text.split_ascii_whitespace().last()?.parse().ok()
+}
+
+/// Whether `pid` was handed out after `then` and up to `now` (two [`last_pid`]
+/// readings), wrapping at `pid_max`. Exact unless the namespace went through all of
+/// its pids in between (then a process older than `then` may be counted as newer).
+pub fn born_since(pid: i32, then: i32, now: i32) -> bool {
+    if then <= now {
+        pid > then && pid <= now
+    } else {
+        pid > then || pid <= now
+    }
+}
+
 /// Send `signal` to `target` (a pid, or a process group when negative). A target that is
 /// already gone (ESRCH) is not an error: it is what we wanted.
 pub fn send(target: i32, signal: i32) {
@@ -144,6 +176,37 @@ mod tests {
         assert_eq!(parse_stat("42 (x y) Z 1"), None);
         assert_eq!(parse_stat("garbage"), None);
         assert_eq!(parse_stat("42 (x)"), None);
+    }
+
+    #[test]
+    fn the_last_pid_is_the_last_field_of_loadavg_and_moves_with_forks() {
+        assert_eq!(parse_last_pid(b"0.00 0.01 0.05 1/123 45678\n"), Some(45678));
+        assert_eq!(parse_last_pid(b"0.00 0.01"), None);
+        assert_eq!(parse_last_pid(b""), None);
+        let before = last_pid().expect("/proc/loadavg");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let after = last_pid().unwrap();
+        let pid = child.id() as i32;
+        child.wait().unwrap();
+        assert!(born_since(pid, before, after), "{before} {pid} {after}");
+        assert!(!born_since(std::process::id() as i32, before, after));
+    }
+
+    #[test]
+    fn born_since_counts_the_pids_handed_out_in_between_across_the_wrap() {
+        // No wrap: (then, now].
+        assert!(born_since(101, 100, 200));
+        assert!(born_since(200, 100, 200));
+        assert!(!born_since(100, 100, 200));
+        assert!(!born_since(201, 100, 200));
+        assert!(!born_since(50, 100, 200));
+        // Wrapped at pid_max: (then, pid_max] and [1, now].
+        assert!(born_since(4_000_000, 3_999_000, 300));
+        assert!(born_since(2, 3_999_000, 300));
+        assert!(!born_since(301, 3_999_000, 300));
+        assert!(!born_since(3_998_000, 3_999_000, 300));
+        // Nothing handed out.
+        assert!(!born_since(100, 100, 100));
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn digits(mut pid: u32, out: &mut [u8; 20]) -> &[u8] {
 }
 
 /// `open(2)` itself, read-only and close-on-exec (no `fcntl` after it, unlike musl's).
-fn open_raw(path: &CStr, flags: libc::c_int) -> Option<OwnedFd> {
+pub(crate) fn open_raw(path: &CStr, flags: libc::c_int) -> Option<OwnedFd> {
     let flags = libc::O_RDONLY | libc::O_CLOEXEC | flags;
     // SAFETY: a NUL-terminated path and plain flags.
     let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags) };

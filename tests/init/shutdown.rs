@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{run, start};
-use crate::util::proc::state;
+use crate::util::proc::{child_running, state};
 use crate::util::{alive, read_lines, send, wait_for, Guarded, Mode, TempDir, MODES};
 
 #[test]
@@ -253,6 +253,85 @@ fn term_continues_a_stopped_service_and_spares_cont_traps() {
             assert_eq!(status.code(), Some(7), "{mode:?} stopped={stopped}");
             assert!(started.elapsed() < Duration::from_secs(3), "{mode:?}");
         }
+    }
+}
+
+#[test]
+fn a_stopped_group_member_is_continued_to_act_on_term_after_the_main_child_left() {
+    // The main child exits at once on TERM; a member of its group, stopped, holds the
+    // TERM pending. The walk at the main child's exit leaves the group alone (it got
+    // its TERM already), so supd's look for stopped processes, a little after the
+    // signal, must continue it: its trap runs once and supd leaves long before the
+    // grace period ends (without the CONT: SIGKILL after 5 s, no trap).
+    for mode in MODES {
+        let dir = TempDir::new("stopped-member");
+        let marks = dir.file("trapped");
+        let ready = dir.file("ready");
+        let script = format!(
+            "bash -c 'trap \"echo TERM >> {m}; exit 0\" TERM; touch {r}; \
+             while :; do sleep 1000 & wait $!; done' & \
+             trap 'exit 0' TERM; while :; do sleep 1000 & wait $!; done",
+            m = marks.display(),
+            r = ready.display()
+        );
+        let mut supd = start(mode, |c| {
+            c.args(["--grace", "5s", "--", "bash", "-c", &script]);
+        });
+        wait_for(Duration::from_secs(10), "the member's trap", || {
+            ready.exists()
+        });
+        // (Its pid as seen from here: in PID-1 mode $$ is the namespace's.)
+        let member = child_running(supd.service(), "bash").expect("the member");
+        send(member, libc::SIGSTOP);
+        wait_for(Duration::from_secs(10), "member stopped", || {
+            state(member) == Some('T')
+        });
+        let started = Instant::now();
+        supd.signal(libc::SIGTERM);
+        let status = supd.wait(Duration::from_secs(4));
+        assert_eq!(status.code(), Some(0), "{mode:?}: the main child's status");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: waited for the grace period ({:?})",
+            started.elapsed()
+        );
+        assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
+    }
+}
+
+#[test]
+fn a_group_member_forked_after_the_term_gets_one_when_the_main_child_exits() {
+    // The service's TERM trap forks into its own group and exits (as a shell's loop
+    // does when it forks again before running its trap): that member never got the
+    // group's TERM, so the walk at the main child's exit must TERM it, not count it
+    // as told and wait for the end of the grace period.
+    for mode in MODES {
+        let mut supd = start(mode, |c| {
+            c.args([
+                "--grace",
+                "5s",
+                "--",
+                "bash",
+                "-c",
+                "trap 'sleep 1000 & exit 3' TERM; echo ready; while :; do sleep 1000 & wait $!; done",
+            ]);
+            c.stdout(Stdio::piped());
+        });
+        let mut line = String::new();
+        let stdout = supd.child.stdout.take().expect("piped stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("ready line");
+        assert_eq!(line, "ready\n");
+        let started = Instant::now();
+        supd.signal(libc::SIGTERM);
+        let status = supd.wait(Duration::from_secs(4));
+        assert_eq!(status.code(), Some(3), "{mode:?}: the main child's status");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{mode:?}: waited for the grace period ({:?})",
+            started.elapsed()
+        );
     }
 }
 
