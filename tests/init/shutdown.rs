@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{run, start};
 use crate::util::proc::{child_running, state};
-use crate::util::{alive, read_lines, send, wait_for, Guarded, Mode, TempDir, MODES};
+use crate::util::{alive, read_lines, send, wait_for, Guarded, Mode, Supd, TempDir, MODES};
 
 #[test]
 fn term_ignoring_service_is_killed_at_the_end_of_grace() {
@@ -234,12 +234,7 @@ fn term_continues_a_stopped_service_and_spares_cont_traps() {
                 c.args(["--grace", "5s", "--", "bash", "-c", &script]);
                 c.stdout(Stdio::piped());
             });
-            let mut line = String::new();
-            let stdout = supd.child.stdout.take().expect("piped stdout");
-            BufReader::new(stdout)
-                .read_line(&mut line)
-                .expect("ready line");
-            assert_eq!(line, "ready\n");
+            read_ready(&mut supd);
             let service = supd.service();
             if stopped {
                 send(service, libc::SIGSTOP);
@@ -247,11 +242,7 @@ fn term_continues_a_stopped_service_and_spares_cont_traps() {
                     state(service) == Some('T')
                 });
             }
-            let started = Instant::now();
-            supd.signal(libc::SIGTERM);
-            let status = supd.wait(Duration::from_secs(4));
-            assert_eq!(status.code(), Some(7), "{mode:?} stopped={stopped}");
-            assert!(started.elapsed() < Duration::from_secs(3), "{mode:?}");
+            term_ends_supd_at_once(&mut supd, 7, &format!("{mode:?} stopped={stopped}"));
         }
     }
 }
@@ -286,15 +277,7 @@ fn a_stopped_group_member_is_continued_to_act_on_term_after_the_main_child_left(
         wait_for(Duration::from_secs(10), "member stopped", || {
             state(member) == Some('T')
         });
-        let started = Instant::now();
-        supd.signal(libc::SIGTERM);
-        let status = supd.wait(Duration::from_secs(4));
-        assert_eq!(status.code(), Some(0), "{mode:?}: the main child's status");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{mode:?}: waited for the grace period ({:?})",
-            started.elapsed()
-        );
+        term_ends_supd_at_once(&mut supd, 0, &format!("{mode:?}"));
         assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
     }
 }
@@ -317,21 +300,8 @@ fn a_group_member_forked_after_the_term_gets_one_when_the_main_child_exits() {
             ]);
             c.stdout(Stdio::piped());
         });
-        let mut line = String::new();
-        let stdout = supd.child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("ready line");
-        assert_eq!(line, "ready\n");
-        let started = Instant::now();
-        supd.signal(libc::SIGTERM);
-        let status = supd.wait(Duration::from_secs(4));
-        assert_eq!(status.code(), Some(3), "{mode:?}: the main child's status");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "{mode:?}: waited for the grace period ({:?})",
-            started.elapsed()
-        );
+        read_ready(&mut supd);
+        term_ends_supd_at_once(&mut supd, 3, &format!("{mode:?}"));
     }
 }
 
@@ -361,4 +331,25 @@ fn a_group_member_trapping_term_runs_its_trap_once() {
         assert_eq!(status.code(), Some(0), "{mode:?}");
         assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
     }
+}
+
+/// The service's first line of output, which says it has set its traps.
+fn read_ready(supd: &mut Supd) {
+    let mut line = String::new();
+    let stdout = supd.child.stdout.take().expect("piped stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("ready line");
+    assert_eq!(line, "ready\n");
+}
+
+/// TERM to supd: it must exit with `code` (the main child's) well within the tests'
+/// grace period of 5 s, not at its end.
+fn term_ends_supd_at_once(supd: &mut Supd, code: i32, case: &str) {
+    let started = Instant::now();
+    supd.signal(libc::SIGTERM);
+    let status = supd.wait(Duration::from_secs(4));
+    assert_eq!(status.code(), Some(code), "{case}: the main child's status");
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(3), "{case}: took {elapsed:?}");
 }
