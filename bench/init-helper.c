@@ -14,6 +14,10 @@
  *   init-helper shutdown N INIT...    driver: N times, start INIT... sleep 1000 in a new
  *                                     PID namespace, SIGTERM the init, print the time
  *                                     until unshare has exited (us), one a line.
+ *   init-helper settle                service: exit 0 (once SETTLE_PATH exists).
+ *
+ * SETTLE_PATH (optional, for every mode): the services and the shutdown driver wait
+ * until that path exists before they start (supd's socket: see settle()).
  *
  * INIT... is the init's command line up to and including its "--" (if it takes one);
  * the driver appends the service. Build: gcc -O2 -o init-helper init-helper.c
@@ -41,6 +45,16 @@ static int64_t now_ns(void) {
 static void die(const char *what) {
     perror(what);
     exit(1);
+}
+
+/* With SETTLE_PATH set (supd's socket), wait until it exists: an init whose second
+ * thread binds a socket has settled only then, and a run that ended before the bind
+ * would count fewer instructions than one that did not (the bind lands in one run of
+ * a pair and not in the other). */
+static void settle(void) {
+    const char *path = getenv("SETTLE_PATH");
+    if (!path || !*path) return;
+    while (access(path, F_OK) != 0) usleep(1000);
 }
 
 /* ---- orphans ---- */
@@ -78,6 +92,7 @@ static int orphans(int n) {
 /* One orphan at a time: the grandchild's pid comes back through a pipe, and the next
  * orphan is made once kill(pid, 0) says it is gone (a zombie still answers kill). */
 static int orphan_steps(int n) {
+    settle();
     for (int i = 0; i < n; i++) {
         int fds[2];
         if (pipe(fds) < 0) die("pipe");
@@ -121,6 +136,7 @@ static int sigchild(const char *fifo) {
     sigaction(SIGUSR1, &sa, NULL);
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, NULL);
+    settle();
     fifo_fd = open(fifo, O_WRONLY); /* blocks until the driver reads: the handshake */
     if (fifo_fd < 0) die("open fifo");
     int64_t ready = 0;
@@ -214,6 +230,7 @@ static int shutdown_latency(int n, char **init, int ninit) {
         pid_t init_pid = child_of(unshare);
         pid_t svc = child_of(init_pid);
         while (!comm_is(svc, "sleep")) usleep(100);
+        settle();
         usleep(2000); /* let the init settle in its loop */
         int64_t t0 = now_ns();
         kill(init_pid, SIGTERM);
@@ -224,6 +241,10 @@ static int shutdown_latency(int n, char **init, int ninit) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "settle") == 0) {
+        settle();
+        return 0;
+    }
     if (argc >= 3 && strcmp(argv[1], "orphans") == 0) return orphans(atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "orphan-steps") == 0) return orphan_steps(atoi(argv[2]));
     if (argc >= 3 && strcmp(argv[1], "sigchild") == 0) return sigchild(argv[2]);

@@ -115,12 +115,27 @@ impl Companion {
         }
     }
 
+    /// A terminating signal went to the service: supd stops taking requests now, as a
+    /// server that drains does (a request started now would get its TERM within the
+    /// grace period; refused, its client knows it did not run, and during a rolling
+    /// update the next supd takes the socket and its lock at once). The same as
+    /// [`close`](Self::close), and the thread is always told: with no client and no
+    /// schedule it leaves at once, while the service is still stopping, so that supd's
+    /// exit has one thread to end, not two (bench/RESULTS.md, after-drain).
+    pub(super) fn close_at_shutdown(&self) {
+        self.reaper.refuse_spawns();
+        self.shared.remove_socket();
+        self.advance(Phase::Closed);
+    }
+
     /// Nothing is left below supd: wait (bounded) until the last callbacks' exit
     /// events have reached their clients and the socket is gone.
     pub(super) fn finish(&self) {
-        // Nothing to wait for: no client, no schedule, no socket being bound (closed
-        // already, nothing binds after: `Shared::try_bind`).
-        if !self.schedule && self.shared.connections() == 0 && !self.shared.binding() {
+        // Nothing to wait for: no client, no callback's end to record (a `--no-wait`
+        // run's), no schedule, no socket being bound (closed already, nothing binds
+        // after: `Shared::try_bind`).
+        let shared = &self.shared;
+        if !self.schedule && shared.connections() == 0 && shared.runs() == 0 && !shared.binding() {
             return;
         }
         self.advance(Phase::Leaving);
@@ -162,6 +177,7 @@ impl Work {
             }
         };
         let local = tokio::task::LocalSet::new();
+        let has_schedule = self.schedule.is_some();
         local.block_on(&runtime, async move {
             let server = self.server.and_then(|config| {
                 let context = ServerContext {
@@ -193,11 +209,26 @@ impl Work {
             if let Some(server) = &server {
                 server.close();
             }
+            if !has_schedule {
+                // Nothing can connect any more: once no client and no callback is left
+                // there is nothing to do here, and the thread ends (a schedule's last
+                // results are recorded at Leaving).
+                let idle = async {
+                    if let Some(server) = &server {
+                        server.idle().await;
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    _ = phase.wait_for(|phase| *phase >= Phase::Leaving) => {}
+                    () = idle => return,
+                }
+            }
             let _ = phase.wait_for(|phase| *phase >= Phase::Leaving).await;
             if let Some(server) = &server {
                 // A client too slow to read its last events is not worth delaying the
                 // container's stop for. (No wait at all when no client is connected.)
-                let _ = tokio::time::timeout(DRAIN_LIMIT, server.drained()).await;
+                let _ = tokio::time::timeout(DRAIN_LIMIT, server.idle()).await;
             }
         });
         // supd exits right after this: tearing the runtime down (deregistering and

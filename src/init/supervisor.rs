@@ -215,6 +215,12 @@ impl Supervisor {
         if terminating && !self.single_child && self.main_status.is_none() {
             self.group_told = Some(shutdown::Told::now(self.service));
         }
+        if terminating && self.main_status.is_none() {
+            // After the signal, not before: it is the service's exit that waits.
+            if let Some(server) = &self.server {
+                server.close_at_shutdown();
+            }
+        }
         if terminating {
             self.start_grace(signal_name(signal));
         } else if rules::is_tty_stop(signal) && !self.pid1 && received.sender_pid == 0 {

@@ -105,13 +105,16 @@ pub struct Config {
 }
 
 /// What the init's thread may see and do of a server running on another thread: its
-/// number of client connections, and the unlink of its socket file (at once, when the
-/// service exits, without waiting for the server's thread to wake up).
+/// number of client connections and of callbacks whose end it has not recorded yet,
+/// and the unlink of its socket file (at once, when the service exits, without
+/// waiting for the server's thread to wake up).
 #[derive(Default)]
 pub struct Shared {
     socket: Mutex<SocketSlot>,
     /// Written by the server's thread only.
     connections: AtomicUsize,
+    /// Written by the server's thread only.
+    runs: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -132,6 +135,12 @@ impl Shared {
 
     fn set_connections(&self, count: usize) {
         self.connections.store(count, Ordering::Release);
+    }
+
+    /// How many callbacks run, or have ended without their end recorded yet (its log
+    /// line, `status`'s last result).
+    pub fn runs(&self) -> usize {
+        self.runs.load(Ordering::Acquire)
     }
 
     /// Unlink the socket file (only if it is still the one bound) and release the
@@ -239,12 +248,21 @@ impl ServerHandle {
         Executor(Rc::clone(&self.state))
     }
 
-    /// Resolves when no client connection is left: after [`close`](Self::close) and the
-    /// last callback's exit, the final events have then reached their clients. Callers
-    /// bound the wait (a client may be too slow to read).
-    pub async fn drained(&self) {
-        while self.state.shared.connections() > 0 {
-            self.state.no_connections.notified().await;
+    /// Resolves when nothing is left to serve after [`close`](Self::close): no client
+    /// connection (their final events have reached them) and no callback whose end is
+    /// not recorded (a `--no-wait` run has no client, but its output still goes to the
+    /// log and its result to the registry). Callers bound the wait (a client may be too
+    /// slow to read).
+    pub async fn idle(&self) {
+        loop {
+            let shared = &self.state.shared;
+            if shared.runs() == 0 && shared.connections() == 0 {
+                return;
+            }
+            tokio::select! {
+                () = self.state.run_ended.notified() => {}
+                () = self.state.no_connections.notified() => {}
+            }
         }
     }
 }
@@ -270,8 +288,10 @@ struct State {
     listing: Cell<bool>,
     /// When a denied connection was last logged, and how many were denied since.
     denied: Cell<(Option<Instant>, u64)>,
-    /// Signalled when the last connection ends (for [`ServerHandle::drained`]).
+    /// Signalled when the last connection ends (for [`ServerHandle::idle`]).
     no_connections: tokio::sync::Notify,
+    /// Signalled when a callback's run ends (for [`ServerHandle::idle`]).
+    run_ended: tokio::sync::Notify,
 }
 
 impl State {
@@ -348,6 +368,7 @@ fn new_state(context: ServerContext) -> Rc<State> {
         listing: Cell::new(false),
         denied: Cell::new((None, 0)),
         no_connections: tokio::sync::Notify::new(),
+        run_ended: tokio::sync::Notify::new(),
     })
 }
 
@@ -479,6 +500,7 @@ fn launch(state: &Rc<State>, request: &Request) -> Result<Launched, String> {
         .registry
         .borrow_mut()
         .started(&request.action, id, run.pid, &request.user);
+    state.shared.runs.fetch_add(1, Ordering::AcqRel);
     let outbox = Rc::new(Outbox::default());
     let (done, ended) = tokio::sync::oneshot::channel();
     let action = request.action.clone();
@@ -490,6 +512,8 @@ fn launch(state: &Rc<State>, request: &Request) -> Result<Launched, String> {
             .registry
             .borrow_mut()
             .finished(&action, id, &ending, duration);
+        run_state.shared.runs.fetch_sub(1, Ordering::AcqRel);
+        run_state.run_ended.notify_one();
         let _ = done.send((ending, duration));
     });
     Ok(Launched { id, outbox, ended })
