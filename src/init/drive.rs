@@ -1,5 +1,5 @@
 //! The loop of the init, over two sources, in a plain `ppoll` on the signalfd with the
-//! grace deadline as its timeout: no async runtime on this thread (the request server
+//! next timer as its timeout: no async runtime on this thread (the request server
 //! and the schedule have their own, on their own thread: `companion`). Every pending
 //! signal is read at once (a batch per `read(2)`) and handled at once.
 //!
@@ -9,8 +9,9 @@
 //!   later turn: once reaped, its pid may be reused, and a signal forwarded in between
 //!   could hit a stranger). When it was, the rest (callbacks, stragglers) get SIGTERM
 //!   and the grace period starts, if it has not already;
-//! - the grace deadline, a timer that exists only while shutting down (an idle supd
-//!   makes no wakeups): SIGKILL to everything left, retried (100 ms, doubling up to 5 s)
+//! - the timers, which exist only while shutting down (an idle supd makes no wakeups):
+//!   10 ms after a terminating signal, SIGCONT to stopped processes that got it; at the
+//!   grace deadline, SIGKILL to everything left, retried (100 ms, doubling up to 5 s)
 //!   until the last child is reaped.
 //!
 //! Exit condition, checked at the top of every turn: the main child has exited AND supd
@@ -30,7 +31,7 @@ use crate::sys::signals::{empty_batch, SignalFd};
 
 /// Spawn the service, start the request server's thread (if there is a socket or a
 /// schedule) and supervise everything below supd until it is gone: the signalfd is
-/// polled directly, with the grace deadline as the timeout. Returns supd's exit status.
+/// polled directly, with the next timer as the timeout. Returns supd's exit status.
 pub fn supervise(config: Config) -> i32 {
     let signals = match SignalFd::new() {
         Ok(signals) => signals,

@@ -3,7 +3,8 @@
 //! on a later turn: once reaped, its pid may be reused, and a signal forwarded in
 //! between could hit a stranger), then SIGTERM the rest and start the grace period;
 //! rewrite and forward every other signal, a terminating one (TERM, INT, QUIT after
-//! rewrite) starting the grace period; at its end SIGKILL everything left, retried
+//! rewrite) starting the grace period and closing the request socket (stopped processes
+//! that got it are continued 10 ms later); at its end SIGKILL everything left, retried
 //! (100 ms, doubling up to 5 s) until the last child is reaped; follow a Ctrl-Z of the
 //! terminal. [`Supervisor::finished`] is the exit condition.
 
