@@ -15,6 +15,10 @@
  *                                     PID namespace, SIGTERM the init, print the time
  *                                     until unshare has exited (us), one a line.
  *   init-helper settle                service: exit 0 (once SETTLE_PATH exists).
+ *   init-helper slow-stop MS          service: on SIGTERM, take MS ms to stop, exit 0.
+ *
+ * STOP_MS (optional, shutdown driver): the service is `init-helper slow-stop STOP_MS`
+ * (a service that takes its time, as real ones do) instead of `sleep 1000`.
  *
  * SETTLE_PATH (optional, for every mode): the services and the shutdown driver wait
  * until that path exists before they start (supd's socket: see settle()).
@@ -145,6 +149,24 @@ static int sigchild(const char *fifo) {
     return 0;
 }
 
+/* ---- slow-stop ---- */
+
+static int stop_ms;
+
+static void on_term_slowly(int sig) {
+    (void)sig;
+    struct timespec t = {stop_ms / 1000, (long)(stop_ms % 1000) * 1000000};
+    nanosleep(&t, NULL);
+    _exit(0);
+}
+
+static int slow_stop(int ms) {
+    stop_ms = ms;
+    signal(SIGTERM, on_term_slowly);
+    for (;;) pause();
+    return 0;
+}
+
 /* ---- drivers ---- */
 
 /* Start unshare --pid --fork --mount-proc INIT... SERVICE...; return unshare's pid. */
@@ -223,13 +245,22 @@ static int siglat(int n, char **init, int ninit, const char *self) {
     return 0;
 }
 
-static int shutdown_latency(int n, char **init, int ninit) {
-    char *service[] = {"sleep", "1000"};
+static int shutdown_latency(int n, char **init, int ninit, char *self) {
+    char *slow = getenv("STOP_MS");
+    char *service[] = {"sleep", "1000", NULL};
+    const char *comm = "sleep";
+    if (slow && *slow) {
+        service[0] = self;
+        service[1] = "slow-stop";
+        service[2] = slow;
+        const char *base = strrchr(self, '/');
+        comm = base ? base + 1 : self; /* this program's comm: its file's name */
+    }
     for (int i = 0; i < n; i++) {
-        pid_t unshare = start(init, ninit, service, 2);
+        pid_t unshare = start(init, ninit, service, service[2] ? 3 : 2);
         pid_t init_pid = child_of(unshare);
         pid_t svc = child_of(init_pid);
-        while (!comm_is(svc, "sleep")) usleep(100);
+        while (!comm_is(svc, comm)) usleep(100);
         settle();
         usleep(2000); /* let the init settle in its loop */
         int64_t t0 = now_ns();
@@ -241,6 +272,7 @@ static int shutdown_latency(int n, char **init, int ninit) {
 }
 
 int main(int argc, char **argv) {
+    if (argc >= 3 && strcmp(argv[1], "slow-stop") == 0) return slow_stop(atoi(argv[2]));
     if (argc >= 2 && strcmp(argv[1], "settle") == 0) {
         settle();
         return 0;
@@ -251,7 +283,7 @@ int main(int argc, char **argv) {
     if (argc >= 4 && strcmp(argv[1], "siglat") == 0)
         return siglat(atoi(argv[2]), argv + 3, argc - 3, argv[0]);
     if (argc >= 4 && strcmp(argv[1], "shutdown") == 0)
-        return shutdown_latency(atoi(argv[2]), argv + 3, argc - 3);
+        return shutdown_latency(atoi(argv[2]), argv + 3, argc - 3, argv[0]);
     fprintf(stderr, "usage: see the comment at the top of init-helper.c\n");
     return 2;
 }
