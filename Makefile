@@ -56,7 +56,7 @@ unit: release
 	cargo test --locked -- --test-threads=4
 	SUPD_TEST_BIN=$(CURDIR)/$(SUPD_RELEASE) cargo test --locked --test integration -- \
 		--test-threads=4 init:: control::clean_slate control::term_once control::volume \
-		control::requests control::limits
+		control::requests control::limits control::shutdown
 
 fuzz-smoke:
 	scripts/setup-tools.sh --fuzz
