@@ -208,6 +208,10 @@ impl Work {
             let _ = phase.wait_for(|phase| *phase >= Phase::Closed).await;
             if let Some(server) = &server {
                 server.close();
+                // One turn for the LocalSet: the aborted accept task is dropped, and
+                // with it the listener (clients still in its backlog get a reset, not a
+                // wait until supd's exit). `block_on` polls this future first.
+                tokio::task::yield_now().await;
             }
             if !has_schedule {
                 // Nothing can connect any more: once no client and no callback is left

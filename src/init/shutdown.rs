@@ -63,14 +63,18 @@ pub fn signal_descendants(signals: &[i32]) -> usize {
 #[derive(Clone, Copy, Debug)]
 pub struct Told {
     pub group: i32,
-    /// [`last_pid`] right after the signal; None: unknown (no /proc), and then every
+    /// [`last_pid`] just before the signal; None: unknown (no /proc), and then every
     /// member counts as told.
     pub last_pid: Option<i32>,
 }
 
 impl Told {
-    /// The signal after which the namespace's last pid was `last_pid`.
-    pub fn now(group: i32) -> Told {
+    /// Read the namespace's last pid for a signal about to go to `group`. Before the
+    /// signal, not after: a member forking between the signal and a later reading (the
+    /// woken shell may run first) would count as told without having been; read before,
+    /// the worst is a second TERM to a child forked in those microseconds, which got
+    /// the first as a member already (a subshell does not keep its parent's traps).
+    pub fn before_signal(group: i32) -> Told {
         Told {
             group,
             last_pid: last_pid(),
@@ -101,11 +105,12 @@ pub fn terminate_descendants(known: &Known, already_told: Option<Told>) -> usize
         // Stopped processes cannot be told apart: CONT them all, after the TERM.
         return known.signal(&[libc::SIGTERM, libc::SIGCONT]);
     }
-    // Read before the walk: a member forked after this reading is found by the walk
-    // and TERMed either way.
+    let found = descendants_with_state(std::process::id() as i32);
+    // Read after the walk: every pid it found was handed out by then, so a member
+    // forked while /proc was being read falls inside (then, now] and gets its TERM.
     let now = already_told.and_then(|_| last_pid());
     let mut told = 0;
-    for below in descendants_with_state(std::process::id() as i32) {
+    for below in found {
         if already_told.is_some_and(|group| group.got_it(&below, now)) {
             continue;
         }
@@ -118,12 +123,12 @@ pub fn terminate_descendants(known: &Known, already_told: Option<Told>) -> usize
     told
 }
 
-/// SIGCONT to every stopped process below supd, or only to those of process group
-/// `group`. Returns how many were continued.
-pub fn continue_stopped(group: Option<i32>) -> usize {
+/// SIGCONT to the stopped processes below supd that `target` picks. Returns how many
+/// were continued.
+pub fn continue_stopped(target: impl Fn(&Below) -> bool) -> usize {
     let mut continued = 0;
     for below in descendants_with_state(std::process::id() as i32) {
-        if below.stopped() && group.is_none_or(|group| below.pgrp == group) {
+        if below.stopped() && target(&below) {
             send(below.pid, libc::SIGCONT);
             continued += 1;
         }
@@ -142,4 +147,38 @@ pub fn kill_everything(known: &Known) -> usize {
         send(-1, libc::SIGKILL);
     }
     signal_descendants(&[libc::SIGKILL])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(pid: i32, pgrp: i32) -> Below {
+        Below {
+            pid,
+            state: 'S',
+            pgrp,
+        }
+    }
+
+    #[test]
+    fn told_are_the_group_members_older_than_the_signal() {
+        let told = Told {
+            group: 50,
+            last_pid: Some(100),
+        };
+        // now = 200: pids 101..=200 were handed out after the signal.
+        assert!(told.got_it(&member(60, 50), Some(200)));
+        assert!(told.got_it(&member(100, 50), Some(200)));
+        assert!(!told.got_it(&member(101, 50), Some(200)), "forked after");
+        assert!(!told.got_it(&member(200, 50), Some(200)), "forked after");
+        assert!(!told.got_it(&member(60, 51), Some(200)), "not a member");
+        // Unknown: every member counts as told (no second TERM).
+        assert!(told.got_it(&member(150, 50), None));
+        let unknown = Told {
+            group: 50,
+            last_pid: None,
+        };
+        assert!(unknown.got_it(&member(150, 50), Some(200)));
+    }
 }

@@ -206,6 +206,8 @@ impl Supervisor {
             from_pid = received.sender_pid,
         );
         let terminating = rules::is_terminating(signal);
+        let to_group = terminating && !self.single_child && self.main_status.is_none();
+        let told = to_group.then(|| shutdown::Told::before_signal(self.service));
         self.forward(signal);
         if terminating {
             // A stopped process cannot act on the signal until it is continued; that
@@ -213,8 +215,8 @@ impl Supervisor {
             self.stopped_check
                 .get_or_insert_with(|| Instant::now() + STOPPED_CHECK_AFTER);
         }
-        if terminating && !self.single_child && self.main_status.is_none() {
-            self.group_told = Some(shutdown::Told::now(self.service));
+        if told.is_some() {
+            self.group_told = told;
         }
         if terminating && self.main_status.is_none() {
             // After the signal, not before: it is the service's exit that waits.
@@ -380,10 +382,10 @@ impl Supervisor {
     }
 
     /// SIGCONT to the stopped processes that got the terminating signal and hold it
-    /// pending: the service's group's (also when only the main child was sent it, as
-    /// before supd sent CONT to the group); after the main child's exit, every one
-    /// below supd (the signal went to all of them; the walk at that exit left the
-    /// service's group to this, as it does not signal the group twice).
+    /// pending: the service's group's (`--single-child`: the main child's); after the
+    /// main child's exit, every one below supd (the signal went to all of them; the
+    /// walk at that exit left the service's group to this, as it does not signal the
+    /// group twice; with `--single-child` the walk continued them itself).
     ///
     /// CONT follows the signal rather than precedes it: a stopped process takes both
     /// when CONT wakes it, in either order (the kernel delivers the lower number, TERM,
@@ -393,8 +395,13 @@ impl Supervisor {
         if !any_stopped_below_self() {
             return;
         }
-        let group = self.main_status.is_none().then_some(self.service);
-        let count = shutdown::continue_stopped(group);
+        let service = self.service;
+        let count = match (self.main_status.is_some(), self.single_child) {
+            (false, false) => shutdown::continue_stopped(|below| below.pgrp == service),
+            (false, true) => shutdown::continue_stopped(|below| below.pid == service),
+            (true, false) => shutdown::continue_stopped(|_| true),
+            (true, true) => 0,
+        };
         crate::debug!("continued stopped processes", processes = count);
     }
 

@@ -105,13 +105,22 @@ fn parse_stat(stat: &str) -> Option<(char, i32, i32)> {
     Some((state, ppid, pgrp))
 }
 
-/// The pid most recently handed out in supd's pid namespace (the last field of
-/// /proc/loadavg), or None without /proc. Pids are handed out in increasing order,
-/// wrapping at `pid_max`: with [`born_since`] this tells the processes forked after a
-/// moment from those that existed then, which no other field of /proc can (the start
-/// time counts clock ticks, 10 ms).
+/// The pid most recently handed out in supd's pid namespace, or None without /proc.
+/// Pids are handed out in increasing order, wrapping at `pid_max`: with
+/// [`born_since`] this tells the processes forked after a moment from those that
+/// existed then, which no other field of /proc can (the start time counts clock ticks,
+/// 10 ms). `/proc/sys/kernel/ns_last_pid` first (the reader's namespace; LXCFS
+/// overlays /proc/loadavg, not /proc/sys), else the last field of /proc/loadavg (the
+/// same number, always there); a value that is not a pid counts as unknown.
 pub fn last_pid() -> Option<i32> {
-    let file = crate::sys::stopped::open_raw(c"/proc/loadavg", 0)?;
+    read_number_file(c"/proc/sys/kernel/ns_last_pid")
+        .or_else(|| read_number_file(c"/proc/loadavg"))
+        .filter(|&pid| pid > 0)
+}
+
+/// The last blank-separated field of a small /proc file, as a number.
+fn read_number_file(path: &std::ffi::CStr) -> Option<i32> {
+    let file = crate::sys::stopped::open_raw(path, 0)?;
     let mut buf = [0u8; 128];
     // SAFETY: read into our own buffer of that many bytes, on the fd we opened.
     let n = unsafe { libc::read(file.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -119,7 +128,7 @@ pub fn last_pid() -> Option<i32> {
     parse_last_pid(text)
 }
 
-/// "0.00 0.01 0.05 1/123 45678\n": the last field.
+/// "0.00 0.01 0.05 1/123 45678\n" (loadavg) or "45678\n" (ns_last_pid): the last field.
 fn parse_last_pid(loadavg: &[u8]) -> Option<i32> {
     let text = std::str::from_utf8(loadavg).ok()?;
     text.split_ascii_whitespace().last()?.parse().ok()
@@ -181,6 +190,7 @@ mod tests {
     #[test]
     fn the_last_pid_is_the_last_field_of_loadavg_and_moves_with_forks() {
         assert_eq!(parse_last_pid(b"0.00 0.01 0.05 1/123 45678\n"), Some(45678));
+        assert_eq!(parse_last_pid(b"45678\n"), Some(45678));
         assert_eq!(parse_last_pid(b"0.00 0.01"), None);
         assert_eq!(parse_last_pid(b""), None);
         let before = last_pid().expect("/proc/loadavg");

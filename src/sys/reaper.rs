@@ -127,6 +127,11 @@ impl Reaper {
         self.registry().refusing = true;
     }
 
+    /// Whether [`refuse_spawns`](Self::refuse_spawns) was called.
+    pub fn refusing(&self) -> bool {
+        self.registry().refusing
+    }
+
     /// Whether anyone still waits for a child (the service or a callback).
     pub fn watched(&self) -> usize {
         self.registry().waiters.len()

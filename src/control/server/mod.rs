@@ -485,6 +485,10 @@ fn launch(state: &Rc<State>, request: &Request) -> Result<Launched, String> {
     let id = state.registry.borrow_mut().next_id();
     let run = match callbacks::spawn(&state.settings, &state.reaper, request, id) {
         Ok(run) => run,
+        Err(_) if state.reaper.refusing() => {
+            crate::info!("no new callback: shutting down", action = request.action);
+            return Err("supd is shutting down: no new callback starts".into());
+        }
         Err(e) => {
             crate::error!("cannot start callback", action = request.action, error = e);
             return Err(format!("cannot start bash: {e}"));
