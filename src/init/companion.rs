@@ -8,15 +8,18 @@
 //! What the two threads share: the one [`Reaper`] (the init reaps; the server spawns
 //! through [`Reaper::spawn`], which registers the waiter under the registry's lock, so a
 //! callback that exits at once is never reaped before its waiter exists), the
-//! [`server::Shared`] view (the socket file, the number of clients) and the log.
-//! When the service exits the init closes, itself and at once: no child may start any
-//! more ([`Reaper::refuse_spawns`]: the shutdown walk that follows would miss it), the
-//! socket file is unlinked; then it tells the server ([`Phase::Closed`]: stop accepting,
-//! drop the requests half read). When nothing is left below supd and a client is still
-//! connected (or a schedule runs, whose last results the server records), it asks the
-//! server to let the clients read their exit events and waits for the answer, at most
-//! [`DRAIN_LIMIT`] ([`Phase::Leaving`]); otherwise it leaves without waking the thread:
-//! a round trip between CPUs is ~100 µs of a container's stop on a VM.
+//! [`server::Shared`] view (the socket file, the number of clients and of runs) and the
+//! log. At a terminating signal (and, if none came, when the service exits) the init
+//! closes, itself and at once: no child may start any more ([`Reaper::refuse_spawns`]:
+//! the shutdown walk that follows would miss it), the socket file is unlinked and its
+//! lock released; then it tells the server ([`Phase::Closed`]: stop accepting, drop the
+//! requests half read), whose thread ends as soon as no client and no run is left
+//! (without a schedule), while the service is still stopping. When nothing is left
+//! below supd and a client is still connected, a run's end is unrecorded or a schedule
+//! runs (whose last results the server records), it asks the server to let the clients
+//! read their exit events and waits for the answer, at most [`DRAIN_LIMIT`]
+//! ([`Phase::Leaving`]); otherwise it leaves without waking the thread: a round trip
+//! between CPUs is ~100 µs of a container's stop on a VM.
 //!
 //! Signals stay the init's alone: every signal is blocked before this thread starts
 //! (threads inherit the mask; `sys::thread::spawn` blocks again the 32-34 that the libcs

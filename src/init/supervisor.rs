@@ -41,7 +41,7 @@ const MAX_GRACE: Duration = Duration::from_secs(100 * 365 * 86_400);
 /// How long after a terminating signal supd looks for stopped processes of the
 /// service's group to continue. A service that acts on the signal and exits sooner
 /// needs no look at all: the look is a /proc scan (tens of µs), and on the signal's own
-/// path it was the largest part of supd's TERM-to-exit (bench/RESULTS.md, after-scan).
+/// path it was the largest part of supd's TERM-to-exit (bench/RESULTS.md, after-drain).
 /// A stopped process holds the signal pending meanwhile; 10 ms late is nothing to a
 /// grace period of seconds.
 const STOPPED_CHECK_AFTER: Duration = Duration::from_millis(10);

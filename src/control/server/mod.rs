@@ -106,8 +106,8 @@ pub struct Config {
 
 /// What the init's thread may see and do of a server running on another thread: its
 /// number of client connections and of callbacks whose end it has not recorded yet,
-/// and the unlink of its socket file (at once, when the service exits, without
-/// waiting for the server's thread to wake up).
+/// and the unlink of its socket file (at once, at a terminating signal or the service's
+/// exit, without waiting for the server's thread to wake up).
 #[derive(Default)]
 pub struct Shared {
     socket: Mutex<SocketSlot>,
