@@ -255,22 +255,7 @@ fn a_stopped_group_member_is_continued_to_act_on_term_after_the_main_child_left(
     // signal, must continue it: its trap runs once and supd leaves long before the
     // grace period ends (without the CONT: SIGKILL after 5 s, no trap).
     for mode in MODES {
-        let dir = TempDir::new("stopped-member");
-        let marks = dir.file("trapped");
-        let ready = dir.file("ready");
-        let script = format!(
-            "bash -c 'trap \"echo TERM >> {m}; exit 0\" TERM; touch {r}; \
-             while :; do sleep 1000 & wait $!; done' & \
-             trap 'exit 0' TERM; while :; do sleep 1000 & wait $!; done",
-            m = marks.display(),
-            r = ready.display()
-        );
-        let mut supd = start(mode, |c| {
-            c.args(["--grace", "5s", "--", "bash", "-c", &script]);
-        });
-        wait_for(Duration::from_secs(10), "the member's trap", || {
-            ready.exists()
-        });
+        let (mut supd, dir) = start_with_trapping_member(mode, "");
         // (Its pid as seen from here: in PID-1 mode $$ is the namespace's.)
         let member = child_running(supd.service(), "bash").expect("the member");
         send(member, libc::SIGSTOP);
@@ -278,7 +263,11 @@ fn a_stopped_group_member_is_continued_to_act_on_term_after_the_main_child_left(
             state(member) == Some('T')
         });
         term_ends_supd_at_once(&mut supd, 0, &format!("{mode:?}"));
-        assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
+        assert_eq!(
+            read_lines(&dir.file("trapped")),
+            ["TERM"],
+            "{mode:?}: the trap ran once"
+        );
     }
 }
 
@@ -311,26 +300,41 @@ fn a_group_member_trapping_term_runs_its_trap_once() {
     // walk of what is left must not TERM that member again (its cleanup would run
     // twice).
     for mode in MODES {
-        let dir = TempDir::new("group-term-once");
-        let marks = dir.file("trapped");
-        let ready = dir.file("ready");
-        let script = format!(
-            "bash -c 'trap \"echo TERM >> {m}; sleep 0.5; exit 0\" TERM; touch {r}; \
-             sleep 1000 & wait' & trap 'exit 0' TERM; while :; do sleep 1000 & wait $!; done",
-            m = marks.display(),
-            r = ready.display()
-        );
-        let mut supd = start(mode, |c| {
-            c.args(["--grace", "5s", "--", "bash", "-c", &script]);
-        });
-        wait_for(Duration::from_secs(10), "the member's trap", || {
-            ready.exists()
-        });
+        let (mut supd, dir) = start_with_trapping_member(mode, "sleep 0.5; ");
         supd.signal(libc::SIGTERM);
         let status = supd.wait(Duration::from_secs(5));
         assert_eq!(status.code(), Some(0), "{mode:?}");
-        assert_eq!(read_lines(&marks), ["TERM"], "{mode:?}: the trap ran once");
+        assert_eq!(
+            read_lines(&dir.file("trapped")),
+            ["TERM"],
+            "{mode:?}: the trap ran once"
+        );
     }
+}
+
+/// supd (grace 5 s) for a service that exits 0 on TERM, with a member of its group
+/// (a bash loop) whose TERM trap appends "TERM" to the returned file, runs `on_term`,
+/// and exits 0. Returns once the member's trap is set and its child runs (a child
+/// forked after supd's walk would get no TERM: the walk sees what exists); the file is
+/// `dir.file("trapped")` of the returned dir.
+fn start_with_trapping_member(mode: Mode, on_term: &str) -> (Supd, TempDir) {
+    let dir = TempDir::new("trapping-member");
+    let marks = dir.file("trapped");
+    let ready = dir.file("ready");
+    let script = format!(
+        "bash -c 'trap \"echo TERM >> {m}; {on_term}exit 0\" TERM; \
+         while :; do sleep 1000 & touch {r}; wait $!; done' & \
+         trap 'exit 0' TERM; while :; do sleep 1000 & wait $!; done",
+        m = marks.display(),
+        r = ready.display()
+    );
+    let supd = start(mode, |c| {
+        c.args(["--grace", "5s", "--", "bash", "-c", &script]);
+    });
+    wait_for(Duration::from_secs(10), "the member's trap", || {
+        ready.exists()
+    });
+    (supd, dir)
 }
 
 /// The service's first line of output, which says it has set its traps.
